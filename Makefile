@@ -1,0 +1,30 @@
+# The two commands a fresh machine needs: `make demo` and `make test`. Both install the pinned stack
+# into .venv/ first (tools/setup_env.sh; a no-op when nothing changed).
+PY := .venv/bin/python
+DEMO_CONFIG ?= configs/demo/ssdlite_mobilevit_xxs_synthetic.py
+DEMO_DATA ?= data/synthetic
+DEMO_WORK_DIR = work_dirs/demo/$(basename $(notdir $(DEMO_CONFIG)))
+TEST_ARGS ?=
+
+.PHONY: setup demo demo-seg test lint bench clean-demo
+
+setup:
+	@bash tools/setup_env.sh
+
+# Generate the synthetic data (if missing), train the demo config, evaluate the last checkpoint.
+demo: setup
+	$(PY) tools/make_synthetic_data.py --root $(DEMO_DATA)
+	$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_WORK_DIR)
+	$(PY) tools/test.py $(DEMO_CONFIG) "$$(cat $(DEMO_WORK_DIR)/last_checkpoint)" --work-dir $(DEMO_WORK_DIR)/test
+
+demo-seg:
+	$(MAKE) demo DEMO_CONFIG=configs/demo/deeplabv3_mobilevit_xxs_synthetic.py
+
+test: setup
+	$(PY) -m pytest $(TEST_ARGS)
+
+lint: setup
+	$(PY) -m ruff check mvdense tools tests
+
+clean-demo:
+	rm -rf work_dirs/demo

@@ -1,0 +1,272 @@
+"""MobileViT (v1) backbones: XXS, XS and S.
+
+Mehta & Rastegari, "MobileViT: Light-weight, General-purpose, and Mobile-friendly Vision Transformer",
+ICLR 2022, following the authors' code (apple/ml-cvnets, ``cvnets/models/classification/mobilevit.py``
+and ``cvnets/modules/mobilevit_block.py``).
+
+Layout: a 3x3 stride-2 stem, then five stages (``stages[0..4]``, cvnets' ``layer_1..layer_5``) at
+strides 2, 4, 8, 16 and 32. Stages 0-1 are MV2 blocks; stages 2-4 are one strided MV2 block followed by
+one MobileViT block. The classifier's 1x1 "exp" conv (``final_conv``) is left out unless asked for:
+ml-cvnets drops it for detection and segmentation.
+
+Output stride 16 (or 8) is obtained as in ml-cvnets: the strided MV2 block of stage 4 (and 3) runs at
+stride 1; only the depthwise conv of the *following* MV2 block would be dilated. The MobileViT block
+itself is never dilated (timm dilates it; ml-cvnets does not).
+
+Input convention of Apple's released ImageNet weights: **BGR in [0, 1], no mean/std**.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from mmcv.cnn import ConvModule
+from mmengine.model import BaseModule
+from torch import Tensor, nn
+
+from ...registry import MODELS
+from ..layers import InvertedResidual, PreNormTransformerLayer, freeze_module, set_norm_eval
+
+
+@dataclass(frozen=True)
+class MV2Stage:
+    """A stage of MobileNetV2 blocks."""
+
+    out_channels: int
+    num_blocks: int
+    stride: int
+    expand_ratio: int
+
+
+@dataclass(frozen=True)
+class MobileViTStage:
+    """A strided MV2 block followed by one MobileViT block."""
+
+    out_channels: int
+    transformer_dim: int
+    ffn_dim: int
+    transformer_layers: int
+    stride: int
+    expand_ratio: int
+    patch_size: int = 2
+    num_heads: int = 4
+
+
+# The arch tables of ml-cvnets (``config/mobilevit.py``); ``dropout`` is the transformer dropout the
+# authors trained each arch with.
+ARCHS: dict[str, dict] = {
+    'xxs': dict(
+        stem_channels=16, final_channels=320, dropout=0.05,
+        stages=(MV2Stage(16, 1, 1, 2), MV2Stage(24, 3, 2, 2),
+                MobileViTStage(48, 64, 128, 2, 2, 2), MobileViTStage(64, 80, 160, 4, 2, 2),
+                MobileViTStage(80, 96, 192, 3, 2, 2))),
+    'xs': dict(
+        stem_channels=16, final_channels=384, dropout=0.1,
+        stages=(MV2Stage(32, 1, 1, 4), MV2Stage(48, 3, 2, 4),
+                MobileViTStage(64, 96, 192, 2, 2, 4), MobileViTStage(80, 120, 240, 4, 2, 4),
+                MobileViTStage(96, 144, 288, 3, 2, 4))),
+    's': dict(
+        stem_channels=16, final_channels=640, dropout=0.1,
+        stages=(MV2Stage(32, 1, 1, 4), MV2Stage(64, 3, 2, 4),
+                MobileViTStage(96, 144, 288, 2, 2, 4), MobileViTStage(128, 192, 384, 4, 2, 4),
+                MobileViTStage(160, 240, 480, 3, 2, 4))),
+}
+
+
+class MobileViTBlock(nn.Module):
+    """Local kxk conv -> 1x1 to d -> unfold into patches -> L transformer layers -> LN -> fold ->
+    1x1 back to C -> concat with the input -> kxk fusion conv.
+
+    Feature maps whose size is not a multiple of the patch size are resized bilinearly up to the next
+    multiple before unfolding and back after folding (as ml-cvnets does).
+
+    Shape: [B, C, H, W] -> [B, C, H, W].
+    """
+
+    def __init__(self, channels: int, transformer_dim: int, ffn_dim: int, num_layers: int, num_heads: int,
+                 patch_size: int, dropout: float, attn_dropout: float = 0.0, ffn_dropout: float = 0.0,
+                 kernel_size: int = 3, norm_cfg: dict | None = None, act_cfg: dict | None = None) -> None:
+        super().__init__()
+        norm_cfg = norm_cfg or dict(type='BN')
+        act_cfg = act_cfg or dict(type='SiLU')
+        padding = kernel_size // 2
+        self.patch_size = patch_size
+        self.local_conv = ConvModule(channels, channels, kernel_size, padding=padding, norm_cfg=norm_cfg,
+                                     act_cfg=act_cfg)
+        self.to_tokens = nn.Conv2d(channels, transformer_dim, 1, bias=False)
+        self.transformer = nn.Sequential(*[
+            PreNormTransformerLayer(transformer_dim, ffn_dim, num_heads, drop=dropout, attn_drop=attn_dropout,
+                                    ffn_drop=ffn_dropout)
+            for _ in range(num_layers)])
+        self.norm = nn.LayerNorm(transformer_dim)
+        self.from_tokens = ConvModule(transformer_dim, channels, 1, norm_cfg=norm_cfg, act_cfg=act_cfg)
+        self.fusion = ConvModule(2 * channels, channels, kernel_size, padding=padding, norm_cfg=norm_cfg,
+                                 act_cfg=act_cfg)
+
+    def unfold(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """[B, d, H, W] -> ([B * P, N, d], (n_h, n_w)), P = patch pixels, N = patches.
+
+        The P pixel positions of a patch attend separately, each over the N patches.
+        """
+        batch, dim, height, width = x.shape
+        patch = self.patch_size
+        n_h, n_w = height // patch, width // patch
+        x = x.reshape(batch, dim, n_h, patch, n_w, patch).permute(0, 3, 5, 2, 4, 1)
+        return x.reshape(batch * patch * patch, n_h * n_w, dim), (n_h, n_w)
+
+    def fold(self, tokens: Tensor, grid: tuple[int, int]) -> Tensor:
+        """[B * P, N, d] -> [B, d, H, W]: the inverse of :meth:`unfold`."""
+        n_h, n_w = grid
+        patch = self.patch_size
+        dim = tokens.shape[-1]
+        x = tokens.reshape(-1, patch, patch, n_h, n_w, dim).permute(0, 5, 3, 1, 4, 2)
+        return x.reshape(-1, dim, n_h * patch, n_w * patch)
+
+    def forward(self, x: Tensor) -> Tensor:
+        height, width = x.shape[-2:]
+        features = self.to_tokens(self.local_conv(x))
+        patch = self.patch_size
+        padded_h, padded_w = math.ceil(height / patch) * patch, math.ceil(width / patch) * patch
+        resized = (padded_h, padded_w) != (height, width)
+        if resized:
+            features = F.interpolate(features, size=(padded_h, padded_w), mode='bilinear', align_corners=False)
+        tokens, grid = self.unfold(features)
+        features = self.fold(self.norm(self.transformer(tokens)), grid)
+        if resized:
+            features = F.interpolate(features, size=(height, width), mode='bilinear', align_corners=False)
+        return self.fusion(torch.cat((x, self.from_tokens(features)), dim=1))
+
+
+@MODELS.register_module()
+class MobileViT(BaseModule):
+    """MobileViT backbone for dense prediction.
+
+    Args:
+        arch: ``'xxs'``, ``'xs'`` or ``'s'``, or a dict shaped like an entry of :data:`ARCHS`.
+        out_indices: Stages to return, 0-4 at strides 2, 4, 8, 16, 32.
+        output_stride: 32, 16 or 8. 16 runs stage 4's strided MV2 block at stride 1 (ml-cvnets' DeepLabv3).
+        with_final_conv: Apply the classifier's 1x1 "exp" conv to the last stage's output.
+        num_classes: If set, build the ImageNet classifier (pool -> dropout -> Linear) used by
+            :meth:`forward_classifier` (with the final conv). For checkpoints and parameter checks.
+        dropout: Transformer dropout; ``None`` takes the arch's (0.05 XXS, 0.1 XS/S).
+        attn_dropout / ffn_dropout: Dropout on attention weights / inside the FFN (0 in ml-cvnets).
+        classifier_dropout: Dropout before the classifier.
+        frozen_stages: Freeze the stem and stages ``0..frozen_stages`` (-1: nothing).
+        norm_eval: Keep BatchNorm layers in eval mode while training.
+        norm_cfg / act_cfg: Normalisation (BN, SyncBN) and activation (SiLU) of the conv layers.
+        init_cfg: e.g. ``dict(type='Pretrained', checkpoint='mobilevit_xxs.pth')``.
+
+    Shape: [B, 3, H, W] (any H, W >= 32) -> tuple of [B, C_i, ceil(H / s_i), ceil(W / s_i)].
+    """
+
+    def __init__(self, arch: str | dict = 's', out_indices: Sequence[int] = (3, 4), output_stride: int = 32,
+                 with_final_conv: bool = False, num_classes: int | None = None, dropout: float | None = None,
+                 attn_dropout: float = 0.0, ffn_dropout: float = 0.0, classifier_dropout: float = 0.1,
+                 frozen_stages: int = -1, norm_eval: bool = False, norm_cfg: dict | None = None,
+                 act_cfg: dict | None = None, init_cfg: dict | list | None = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if isinstance(arch, str):
+            if arch not in ARCHS:
+                raise KeyError(f'MobileViT arch {arch!r} is not one of {sorted(ARCHS)}')
+            arch = ARCHS[arch]
+        if output_stride not in (8, 16, 32):
+            raise ValueError(f'output_stride must be 8, 16 or 32, got {output_stride}')
+        if not out_indices or any(i not in range(5) for i in out_indices):
+            raise ValueError(f'out_indices must be a non-empty subset of 0..4, got {out_indices}')
+        norm_cfg = norm_cfg or dict(type='BN')
+        act_cfg = act_cfg or dict(type='SiLU')
+        dropout = arch['dropout'] if dropout is None else dropout
+        self.out_indices = tuple(out_indices)
+        self._last_index = max(out_indices)
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_final_conv = with_final_conv
+
+        self.stem = ConvModule(3, arch['stem_channels'], 3, stride=2, padding=1, norm_cfg=norm_cfg,
+                               act_cfg=act_cfg)
+        self.stages = nn.ModuleList()
+        channels, stride, dilation = arch['stem_channels'], 2, 1
+        stage_channels = []
+        for spec in arch['stages']:
+            # A stage's strided MV2 block keeps the dilation of the stage before it (ml-cvnets'
+            # ``prev_dilation``); past the output stride it runs at stride 1 and the dilation doubles for
+            # the next stage (ml-cvnets' dilate_l4 / dilate_l5).
+            block_stride, block_dilation = spec.stride, dilation
+            if spec.stride == 2 and stride >= output_stride:
+                block_stride, dilation = 1, dilation * 2
+            stride *= block_stride
+            self.stages.append(self._make_stage(spec, channels, block_stride, block_dilation, dropout,
+                                                attn_dropout, ffn_dropout, norm_cfg, act_cfg))
+            channels = spec.out_channels
+            stage_channels.append(channels)
+        self.out_channels = [stage_channels[i] for i in self.out_indices]
+
+        self.final_conv = None
+        self.classifier = None
+        if with_final_conv or num_classes:
+            self.final_conv = ConvModule(channels, arch['final_channels'], 1, norm_cfg=norm_cfg,
+                                         act_cfg=act_cfg)
+            if with_final_conv and 4 in self.out_indices:
+                self.out_channels[self.out_indices.index(4)] = arch['final_channels']
+        if num_classes:
+            self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                            nn.Dropout(classifier_dropout),
+                                            nn.Linear(arch['final_channels'], num_classes))
+        self._freeze_stages()
+
+    @staticmethod
+    def _make_stage(spec: MV2Stage | MobileViTStage, in_channels: int, stride: int, dilation: int,
+                    dropout: float, attn_dropout: float, ffn_dropout: float, norm_cfg: dict,
+                    act_cfg: dict) -> nn.Sequential:
+        """Builds one stage; ``dilation`` applies to its first MV2 block's depthwise conv."""
+        if isinstance(spec, MV2Stage):
+            blocks = [InvertedResidual(in_channels if i == 0 else spec.out_channels, spec.out_channels,
+                                       stride if i == 0 else 1, spec.expand_ratio, norm_cfg=norm_cfg,
+                                       act_cfg=act_cfg)
+                      for i in range(spec.num_blocks)]
+            return nn.Sequential(*blocks)
+        return nn.Sequential(
+            InvertedResidual(in_channels, spec.out_channels, stride, spec.expand_ratio,
+                             dilation=dilation, norm_cfg=norm_cfg, act_cfg=act_cfg),
+            MobileViTBlock(spec.out_channels, spec.transformer_dim, spec.ffn_dim, spec.transformer_layers,
+                           spec.num_heads, spec.patch_size, dropout, attn_dropout, ffn_dropout,
+                           norm_cfg=norm_cfg, act_cfg=act_cfg))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        """[B, 3, H, W] -> the feature maps of ``out_indices``."""
+        x = self.stem(x)
+        outs = []
+        for index, stage in enumerate(self.stages):
+            x = stage(x)
+            if index == 4 and self.with_final_conv:
+                x = self.final_conv(x)
+            if index in self.out_indices:
+                outs.append(x)
+            if index >= self._last_index:
+                break
+        return tuple(outs)
+
+    def forward_classifier(self, x: Tensor) -> Tensor:
+        """[B, 3, H, W] -> ImageNet logits [B, num_classes]; needs ``num_classes``."""
+        if self.classifier is None:
+            raise RuntimeError('MobileViT was built without num_classes: there is no classifier')
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        return self.classifier(self.final_conv(x))
+
+    def _freeze_stages(self) -> None:
+        if self.frozen_stages >= 0:
+            freeze_module(self.stem)
+        for index in range(min(self.frozen_stages + 1, len(self.stages))):
+            freeze_module(self.stages[index])
+
+    def train(self, mode: bool = True) -> MobileViT:
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            set_norm_eval(self)
+        return self

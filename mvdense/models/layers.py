@@ -1,0 +1,183 @@
+"""Building blocks shared by the mvdense model families.
+
+Everything here is plain PyTorch/mmcv; the family files (``backbones/mobilevit.py``, heads, necks)
+compose these blocks from tables.
+"""
+from __future__ import annotations
+
+import torch.nn.functional as F
+from mmcv.cnn import ConvModule
+from torch import Tensor, nn
+
+DEFAULT_NORM = dict(type='BN')
+
+
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """Rounds ``value`` to the nearest multiple of ``divisor`` without going 10% below it.
+
+    The rule of MobileNetV2 (and of ml-cvnets / timm), which channel tables depend on.
+    """
+    min_value = min_value or divisor
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 block ("MV2"): 1x1 expand -> kxk depthwise -> 1x1 linear projection.
+
+    Args:
+        in_channels: C_in.
+        out_channels: C_out.
+        stride: Stride of the depthwise conv.
+        expand_ratio: Hidden width is ``make_divisible(C_in * expand_ratio)``; 1 skips the expansion.
+        dilation: Dilation of the depthwise conv.
+        norm_cfg / act_cfg: Normalisation and activation of the expand and depthwise convs.
+
+    Shape: [B, C_in, H, W] -> [B, C_out, H / stride, W / stride] (ceil). The identity shortcut is
+    used when the stride is 1 and C_in == C_out.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, expand_ratio: float,
+                 dilation: int = 1, norm_cfg: dict = DEFAULT_NORM, act_cfg: dict | None = None) -> None:
+        super().__init__()
+        act_cfg = act_cfg or dict(type='SiLU')
+        hidden = make_divisible(round(in_channels * expand_ratio), 8)
+        self.use_shortcut = stride == 1 and in_channels == out_channels
+        self.expand = None
+        if expand_ratio != 1:
+            self.expand = ConvModule(in_channels, hidden, 1, norm_cfg=norm_cfg, act_cfg=act_cfg)
+        self.depthwise = ConvModule(hidden, hidden, 3, stride=stride, padding=dilation, dilation=dilation,
+                                    groups=hidden, norm_cfg=norm_cfg, act_cfg=act_cfg)
+        self.project = ConvModule(hidden, out_channels, 1, norm_cfg=norm_cfg, act_cfg=None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = x if self.expand is None else self.expand(x)
+        out = self.project(self.depthwise(out))
+        return x + out if self.use_shortcut else out
+
+
+class SeparableConv(nn.Module):
+    """Depthwise kxk conv + BN, then a pointwise 1x1 conv (ml-cvnets' ``SeparableConv2d``).
+
+    The depthwise half always has BN and no activation; ``pw_norm_cfg`` / ``pw_act_cfg`` choose
+    whether the pointwise half has them (SSD extra layers: yes; prediction layers: no, with bias).
+
+    Shape: [B, C_in, H, W] -> [B, C_out, ceil(H / stride), ceil(W / stride)].
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
+                 norm_cfg: dict = DEFAULT_NORM, pw_norm_cfg: dict | None = None,
+                 pw_act_cfg: dict | None = None) -> None:
+        super().__init__()
+        self.depthwise = ConvModule(in_channels, in_channels, kernel_size, stride=stride,
+                                    padding=kernel_size // 2, groups=in_channels, norm_cfg=norm_cfg,
+                                    act_cfg=None)
+        self.pointwise = ConvModule(in_channels, out_channels, 1, norm_cfg=pw_norm_cfg, act_cfg=pw_act_cfg,
+                                    bias=pw_norm_cfg is None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.pointwise(self.depthwise(x))
+
+
+class MultiHeadSelfAttention(nn.Module):
+    """Multi-head self-attention with a fused qkv projection (the layout of ml-cvnets and timm).
+
+    Shape: [B, N, C] -> [B, N, C]. Uses ``F.scaled_dot_product_attention`` (a fused kernel where
+    the platform has one).
+    """
+
+    def __init__(self, dim: int, num_heads: int, attn_drop: float = 0.0) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f'embedding dim {dim} is not divisible by num_heads={num_heads}')
+        self.num_heads = num_heads
+        self.attn_drop = attn_drop
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, tokens, dim = x.shape
+        # [B, N, 3C] -> [3, B, heads, N, C / heads]
+        qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2],
+                                             dropout_p=self.attn_drop if self.training else 0.0)
+        return self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))
+
+
+class FeedForward(nn.Module):
+    """Linear -> activation -> dropout -> Linear. Shape: [..., C] -> [..., C]."""
+
+    def __init__(self, dim: int, hidden_dim: int, act_layer: type[nn.Module] = nn.SiLU,
+                 drop: float = 0.0) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.act = act_layer()
+        self.drop = nn.Dropout(drop)
+        self.fc2 = nn.Linear(hidden_dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.drop(self.act(self.fc1(x))))
+
+
+class PreNormTransformerLayer(nn.Module):
+    """Pre-norm transformer encoder layer: x + Drop(MHSA(LN(x))); x + Drop(FFN(LN(x))).
+
+    Args:
+        dim: Token width C.
+        ffn_dim: Hidden width of the FFN.
+        num_heads: Attention heads.
+        drop: Dropout after the attention and after the FFN (ml-cvnets' ``dropout``).
+        attn_drop: Dropout on the attention weights.
+        ffn_drop: Dropout between the two FFN linears.
+
+    Shape: [B, N, C] -> [B, N, C].
+    """
+
+    def __init__(self, dim: int, ffn_dim: int, num_heads: int, drop: float = 0.0, attn_drop: float = 0.0,
+                 ffn_drop: float = 0.0, act_layer: type[nn.Module] = nn.SiLU) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = MultiHeadSelfAttention(dim, num_heads, attn_drop)
+        self.norm2 = nn.LayerNorm(dim)
+        self.ffn = FeedForward(dim, ffn_dim, act_layer, ffn_drop)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.drop(self.attn(self.norm1(x)))
+        return x + self.drop(self.ffn(self.norm2(x)))
+
+
+def freeze_module(module: nn.Module) -> None:
+    """Puts ``module`` in eval mode and stops gradients to its parameters."""
+    module.eval()
+    for param in module.parameters():
+        param.requires_grad = False
+
+
+def set_norm_eval(module: nn.Module) -> None:
+    """Puts every BatchNorm of ``module`` in eval mode (frozen running statistics)."""
+    for layer in module.modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            layer.eval()
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of parameters (trainable or not) of ``module``."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def resize_to_multiple(x: Tensor, multiple: int) -> Tensor:
+    """Bilinearly resizes [B, C, H, W] up to the next multiple of ``multiple`` in H and W (or returns x)."""
+    height, width = x.shape[-2:]
+    new_h, new_w = -(-height // multiple) * multiple, -(-width // multiple) * multiple
+    if (new_h, new_w) == (height, width):
+        return x
+    return F.interpolate(x, size=(new_h, new_w), mode='bilinear', align_corners=False)
+
+
+__all__ = [
+    'make_divisible', 'InvertedResidual', 'SeparableConv', 'MultiHeadSelfAttention', 'FeedForward',
+    'PreNormTransformerLayer', 'freeze_module', 'set_norm_eval', 'count_parameters', 'resize_to_multiple',
+]

@@ -1,0 +1,125 @@
+"""SSDLite neck and head after ml-cvnets' SSD (``cvnets/models/detection/ssd.py``, ``modules/ssd_heads.py``).
+
+The detector itself is mmdet's ``SingleStageDetector``; anchors (``SSDAnchorGenerator`` with explicit
+``min_sizes``/``max_sizes``), the box coder (``DeltaXYWHBBoxCoder`` with stds 0.1/0.2), the assigner
+(``MaxIoUAssigner`` at IoU 0.5, each box forced onto its best prior) and the loss (softmax CE with 3:1
+hard-negative mining + smooth L1) are mmdet's.
+
+cvnets' layout, which these modules reproduce parameter for parameter:
+
+* the stride-16 and stride-32 backbone maps are projected by 1x1 conv + BN + act when their width
+  differs from the head's (``proj_channels``), and the extra levels are built from the *unprojected*
+  stride-32 map: separable 3x3 stride-2 convs (dw + BN, pw + BN + act) to strides 64/128/256, then a
+  global-pool level (pool, 1x1 conv with bias + act);
+* each level predicts class scores and box offsets with one depthwise-separable conv: a 3x3 depthwise
+  conv + BN shared by both outputs, then 1x1 convs (with bias). The global-pool level uses a plain 1x1
+  conv. cvnets fuses the two 1x1 convs into one; two convs over the same input are the same function
+  and the same parameter count.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from mmcv.cnn import ConvModule
+from mmdet.models.dense_heads import SSDHead
+from mmdet.registry import MODELS as MMDET_MODELS
+from mmengine.model import BaseModule
+from torch import Tensor, nn
+
+from .layers import SeparableConv
+
+
+@MMDET_MODELS.register_module()
+class SSDLiteNeck(BaseModule):
+    """Projects the backbone maps and adds stride-2 separable levels and a global-pool level.
+
+    Args:
+        in_channels: Widths of the backbone maps (e.g. stride 16 and 32).
+        out_channels: Widths of all output levels: first one per backbone map, then one per extra level.
+            The last extra level is the global-pool one.
+        norm_cfg / act_cfg: Of the projections and extra layers (cvnets: BN/SyncBN and ReLU).
+
+    Shape: ``len(in_channels)`` maps -> ``len(out_channels)`` maps; the extra ones halve the size of the
+    previous level (ceil) and the last is 1x1.
+    """
+
+    def __init__(self, in_channels: Sequence[int], out_channels: Sequence[int], norm_cfg: dict | None = None,
+                 act_cfg: dict | None = None,
+                 init_cfg: dict | list | None = dict(type='Xavier', layer='Conv2d', distribution='uniform')
+                 ) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if len(out_channels) < len(in_channels) + 1:
+            raise ValueError('SSDLiteNeck needs at least one extra (global-pool) level: '
+                             f'in_channels={in_channels}, out_channels={out_channels}')
+        norm_cfg = norm_cfg or dict(type='BN')
+        act_cfg = act_cfg or dict(type='ReLU')
+        self.projections = nn.ModuleList(
+            nn.Identity() if c_in == c_out else ConvModule(c_in, c_out, 1, norm_cfg=norm_cfg, act_cfg=act_cfg)
+            for c_in, c_out in zip(in_channels, out_channels))
+        self.extra_layers = nn.ModuleList()
+        previous = in_channels[-1]
+        extra_channels = list(out_channels[len(in_channels):])
+        for width in extra_channels[:-1]:
+            self.extra_layers.append(SeparableConv(previous, width, 3, stride=2, norm_cfg=norm_cfg,
+                                                   pw_norm_cfg=norm_cfg, pw_act_cfg=act_cfg))
+            previous = width
+        self.extra_layers.append(nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), ConvModule(previous, extra_channels[-1], 1, norm_cfg=None, act_cfg=act_cfg)))
+
+    def forward(self, inputs: Sequence[Tensor]) -> tuple[Tensor, ...]:
+        outs = [projection(x) for projection, x in zip(self.projections, inputs)]
+        x = inputs[-1]
+        for layer in self.extra_layers:
+            x = layer(x)
+            outs.append(x)
+        return tuple(outs)
+
+
+@MMDET_MODELS.register_module()
+class SSDLiteHead(SSDHead):
+    """mmdet's ``SSDHead`` with cvnets' depthwise-separable prediction layers.
+
+    Args:
+        kernel_sizes: Depthwise kernel per level; 1 means a plain 1x1 prediction conv (cvnets uses 1 on the
+            global-pool level). Defaults to 3 everywhere but the last level.
+        norm_cfg: Norm of the depthwise convs (BN / SyncBN).
+        Other arguments as mmdet's ``SSDHead`` (``use_depthwise``/``stacked_convs`` are not used).
+
+    Also repairs mmdet 3.3.0's ``SSDHead.predict``, which reads a ``loss_cls`` attribute that ``SSDHead``
+    never sets (SSD computes its softmax CE inline): we set ``loss_cls = None``, which is what the
+    prediction code's ``getattr(self.loss_cls, 'custom_cls_channels', False)`` expects of a plain head.
+
+    Shape: per level [B, C_l, H_l, W_l] -> scores [B, A_l * (num_classes + 1), H_l, W_l] and
+    offsets [B, A_l * 4, H_l, W_l].
+    """
+
+    def __init__(self, *args, kernel_sizes: Sequence[int] | None = None, norm_cfg: dict | None = None,
+                 **kwargs) -> None:
+        self._kernel_sizes = kernel_sizes
+        self._dw_norm_cfg = norm_cfg or dict(type='BN')
+        super().__init__(*args, **kwargs)
+        self.loss_cls = None
+
+    def _init_layers(self) -> None:
+        kernel_sizes = self._kernel_sizes or [3] * (len(self.in_channels) - 1) + [1]
+        if len(kernel_sizes) != len(self.in_channels):
+            raise ValueError(f'kernel_sizes {kernel_sizes} must give one entry per level '
+                             f'(in_channels={self.in_channels})')
+        self.depthwise_convs = nn.ModuleList()
+        self.cls_convs = nn.ModuleList()
+        self.reg_convs = nn.ModuleList()
+        for channels, num_priors, kernel in zip(self.in_channels, self.num_base_priors, kernel_sizes):
+            self.depthwise_convs.append(
+                nn.Identity() if kernel == 1 else
+                ConvModule(channels, channels, kernel, padding=kernel // 2, groups=channels,
+                           norm_cfg=self._dw_norm_cfg, act_cfg=None))
+            self.cls_convs.append(nn.Conv2d(channels, num_priors * self.cls_out_channels, 1))
+            self.reg_convs.append(nn.Conv2d(channels, num_priors * 4, 1))
+
+    def forward(self, x: tuple[Tensor, ...]) -> tuple[list[Tensor], list[Tensor]]:
+        cls_scores, bbox_preds = [], []
+        for feat, depthwise, cls_conv, reg_conv in zip(x, self.depthwise_convs, self.cls_convs, self.reg_convs):
+            shared = depthwise(feat)
+            cls_scores.append(cls_conv(shared))
+            bbox_preds.append(reg_conv(shared))
+        return cls_scores, bbox_preds

@@ -1,0 +1,80 @@
+"""What ``tools/train.py`` and ``tools/test.py`` share: config loading, data checks, runner building.
+
+One pair of scripts serves mmdet and mmseg configs: the config's ``default_scope`` picks the registries,
+and mmengine's ``Runner`` drives training (PyTorch DDP when launched through torchrun).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import os.path as osp
+from collections.abc import Iterator
+
+from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.runner import Runner
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """Adds ``--work-dir``, ``--cfg-options``, ``--launcher`` and ``--local_rank``."""
+    parser.add_argument('--work-dir', help='the directory for logs, checkpoints and metrics')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                        help='override config settings, e.g. train_dataloader.batch_size=8')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None = None,
+                launcher: str = 'none') -> Config:
+    """Reads ``path``, applies ``--cfg-options`` and sets the work dir (default ``work_dirs/<name>``)."""
+    if not osp.isfile(path):
+        raise SystemExit(f'config file not found: {path}')
+    import mvdense  # noqa: F401  (registers our modules and the checkpoint loader)
+
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    cfg.launcher = launcher
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('work_dirs', osp.splitext(osp.basename(path))[0])
+    return cfg
+
+
+def _datasets(cfg: ConfigDict) -> Iterator[ConfigDict]:
+    """Yields the leaf dataset configs under a (possibly wrapped) dataset config."""
+    if 'datasets' in cfg:
+        for child in cfg.datasets:
+            yield from _datasets(child)
+    elif 'dataset' in cfg:
+        yield from _datasets(cfg.dataset)
+    else:
+        yield cfg
+
+
+def check_data_paths(cfg: Config, config_path: str = '') -> None:
+    """Stops with one clear message when a dataloader's data root or annotation file is missing."""
+    for loader_name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(loader_name)
+        if not loader:
+            continue
+        for dataset in _datasets(loader.dataset):
+            root = dataset.get('data_root') or ''
+            if root and not osp.isdir(root):
+                raise SystemExit(f'{config_path}: {loader_name}.dataset.data_root does not exist: {root!r} '
+                                 '(see data/README.md, or override it with --cfg-options)')
+            ann_file = dataset.get('ann_file')
+            if ann_file:
+                full = ann_file if osp.isabs(ann_file) else osp.join(root, ann_file)
+                if not osp.isfile(full):
+                    raise SystemExit(f'{config_path}: {loader_name}.dataset.ann_file does not exist: {full!r}')
+
+
+def build_runner(cfg: Config) -> Runner:
+    """Checks the data paths and builds mmengine's Runner (or the config's ``runner_type``)."""
+    check_data_paths(cfg, cfg.filename or '')
+    if 'runner_type' in cfg:
+        from mmengine.registry import RUNNERS
+
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
