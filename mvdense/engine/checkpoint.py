@@ -5,6 +5,10 @@
   ``load_from`` break. We keep ``weights_only`` on and allow-list exactly those types, then register a
   local-file loader with mmengine that turns torch's refusal of anything else into one clear error
   naming the file and the refused global.
+  mmengine's ``HistoryBuffer.__getstate__`` also pickles its class-wide table of statistics *functions*
+  (``HistoryBuffer.min`` etc., stored as ``getattr(HistoryBuffer, 'min')``); allowing ``getattr`` would
+  open the door to anything, so we make the buffer pickle its data only. The functions are class-level
+  and registered by code at import, so nothing is lost (``__setstate__`` tolerates their absence).
 * Saving. mmengine writes a checkpoint straight to its final path; a run killed mid-write leaves a
   truncated file that ``--resume`` then trips over. Our local file backend writes to a temporary file
   in the same directory and renames it into place (atomic on POSIX).
@@ -39,6 +43,11 @@ def _numpy_globals() -> list:
 def checkpoint_safe_globals() -> list:
     """The non-tensor types that mmengine checkpoints written by our training hold."""
     return [HistoryBuffer, *_numpy_globals()]
+
+
+def _history_buffer_state(buffer: HistoryBuffer) -> dict:
+    """A HistoryBuffer's pickled state: its data (max length, values, counts), no functions."""
+    return {key: value for key, value in buffer.__dict__.items() if key != 'statistics_methods'}
 
 
 def load_local_checkpoint(filename: str | Path, map_location=None) -> dict:
@@ -81,6 +90,7 @@ class AtomicLocalBackend(LocalBackend):
 
 def register_checkpoint_io() -> None:
     """Installs the allow-list, the safe local loader and the atomic local backend (idempotent)."""
+    HistoryBuffer.__getstate__ = _history_buffer_state
     torch.serialization.add_safe_globals(checkpoint_safe_globals())
     CheckpointLoader.register_scheme(prefixes='', loader=load_local_checkpoint, force=True)
     register_backend('local', AtomicLocalBackend, force=True, prefixes='')

@@ -1,6 +1,5 @@
 # SSDLite with a MobileViT backbone, after ml-cvnets' SSD-MobileViT (config/detection/ssd_mobilevit_*_320.yaml).
 # The arch (default: S) and the widths that depend on it are set by the configs that inherit this file.
-input_size = 320
 # Apple's MobileViT ImageNet weights were trained on BGR images in [0, 1] with no mean/std: mmdet loads
 # images as BGR, so we only divide by 255.
 data_preprocessor = dict(
@@ -8,6 +7,7 @@ data_preprocessor = dict(
     pad_size_divisor=1)
 # cvnets: prior scales linspace(0.1, 1.05, 7); level k uses s_k and sqrt(s_k * s_k+1).
 prior_scales = [0.1 + 0.95 * k / 6 for k in range(7)]
+image_side = 320  # anchors are laid out for 320x320 inputs
 head_channels = (512, 256, 256, 128, 128, 64)
 model = dict(
     type='SingleStageDetector',
@@ -24,10 +24,10 @@ model = dict(
             type='SSDAnchorGenerator',
             scale_major=False,
             # feature maps 20, 10, 5, 3, 2, 1 at 320x320: prior centres at (i + 0.5) * 320 / size.
-            strides=[16, 32, 64, input_size / 3, 160, 320],
+            strides=[16, 32, 64, image_side / 3, 160, 320],
             ratios=[[2, 3]] * 5 + [[2]],
-            min_sizes=[s * input_size for s in prior_scales[:-1]],
-            max_sizes=[s * input_size for s in prior_scales[1:]]),
+            min_sizes=[s * image_side for s in prior_scales[:-1]],
+            max_sizes=[s * image_side for s in prior_scales[1:]]),
         bbox_coder=dict(
             type='DeltaXYWHBBoxCoder', target_means=[0., 0., 0., 0.], target_stds=[0.1, 0.1, 0.2, 0.2])),
     train_cfg=dict(
