@@ -10,6 +10,7 @@ import os
 import os.path as osp
 from collections.abc import Iterator
 
+import torch
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.runner import Runner
 
@@ -34,6 +35,9 @@ def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     cfg.launcher = launcher
+    if launcher != 'none' and not torch.cuda.is_available():
+        # NCCL needs GPUs: distributed runs on CPU-only machines use gloo.
+        cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
