@@ -6,7 +6,6 @@ and mmengine's ``Runner`` drives training (PyTorch DDP when launched through tor
 from __future__ import annotations
 
 import argparse
-import os
 import os.path as osp
 from collections.abc import Iterator
 

@@ -11,7 +11,12 @@ import torch
 from mmengine.logging import HistoryBuffer, MessageHub
 from mmengine.runner.checkpoint import _load_checkpoint, save_checkpoint
 
-from mvdense.engine import AtomicLocalBackend, UnsafeCheckpointError, load_local_checkpoint, register_checkpoint_io
+from mvdense.engine import (
+    AtomicLocalBackend,
+    UnsafeCheckpointError,
+    load_local_checkpoint,
+    register_checkpoint_io,
+)
 
 
 class Payload:

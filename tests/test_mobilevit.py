@@ -81,9 +81,10 @@ def test_bad_arguments_are_named():
 
 
 def test_registered_for_mmdet_and_mmseg():
-    import mvdense  # noqa: F401
     from mmdet.registry import MODELS as DET_MODELS
     from mmseg.registry import MODELS as SEG_MODELS
+
+    import mvdense  # noqa: F401
 
     for registry in (DET_MODELS, SEG_MODELS):
         model = registry.build(dict(type='MobileViT', arch='xxs', out_indices=(3, 4)))

@@ -28,6 +28,10 @@ from torch import Tensor, nn
 
 from .layers import SeparableConv
 
+# cvnets initialises the SSD extra layers with Xavier-uniform (``SingleShotMaskDetector.reset_layers``);
+# BaseModule deep-copies init_cfg, so sharing this default is safe.
+XAVIER_INIT = dict(type='Xavier', layer='Conv2d', distribution='uniform')
+
 
 @MMDET_MODELS.register_module()
 class SSDLiteNeck(BaseModule):
@@ -45,8 +49,7 @@ class SSDLiteNeck(BaseModule):
 
     def __init__(self, in_channels: Sequence[int], out_channels: Sequence[int], norm_cfg: dict | None = None,
                  act_cfg: dict | None = None,
-                 init_cfg: dict | list | None = dict(type='Xavier', layer='Conv2d', distribution='uniform')
-                 ) -> None:
+                 init_cfg: dict | list | None = XAVIER_INIT) -> None:
         super().__init__(init_cfg=init_cfg)
         if len(out_channels) < len(in_channels) + 1:
             raise ValueError('SSDLiteNeck needs at least one extra (global-pool) level: '
