@@ -34,14 +34,33 @@ def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     cfg.launcher = launcher
-    if launcher != 'none' and not torch.cuda.is_available():
-        # NCCL needs GPUs: distributed runs on CPU-only machines use gloo.
-        cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+    if launcher == 'pytorch' and not torch.cuda.is_available():
+        setup_cpu_distributed(cfg)
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('work_dirs', osp.splitext(osp.basename(path))[0])
     return cfg
+
+
+def setup_cpu_distributed(cfg: Config) -> None:
+    """Lets a torchrun launch train on CPU-only machines (smoke tests, CI).
+
+    mmengine 0.10.7 assumes GPUs when distributed: ``init_dist`` calls ``torch.cuda.set_device`` and the
+    DDP wrapper gets ``device_ids=[LOCAL_RANK]``. We join the process group ourselves with gloo (mmengine
+    then skips ``init_dist``) and wrap the model with ``device_ids=None``, as DDP wants for CPU modules.
+    SyncBatchNorm only runs on GPUs, so ``sync_bn`` is dropped (each process normalises its own batch).
+    """
+    import torch.distributed as dist
+
+    backend = 'gloo'
+    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = backend
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    wrapper = cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel', broadcast_buffers=False)
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+    cfg.pop('sync_bn', None)
 
 
 def _datasets(cfg: ConfigDict) -> Iterator[ConfigDict]:

@@ -36,7 +36,7 @@ def _train_options(data_root: Path, epochs: int) -> list[str]:
             'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
             'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
             'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False',
-            'default_hooks.logger.interval=1', 'default_hooks.checkpoint.interval=1']
+            'default_hooks.logger.interval=1', 'log_processor.window_size=1', 'default_hooks.checkpoint.interval=1']
 
 
 def _losses(work_dir: Path) -> list[float]:
@@ -63,7 +63,7 @@ def trained(data_root, tmp_path_factory) -> Path:
 def test_training_loss_falls(trained):
     losses = _losses(trained)
     assert len(losses) == 12  # 6 epochs x 2 iterations
-    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    first, last = sum(losses[:2]) / 2, sum(losses[-2:]) / 2
     assert last < 0.8 * first, losses
 
 
@@ -71,7 +71,7 @@ def test_test_tool_prints_coco_metrics_from_trained_checkpoint(trained, data_roo
     checkpoint = (trained / 'last_checkpoint').read_text().strip()
     output = _run([sys.executable, 'tools/test.py', str(CONFIG), checkpoint, '--work-dir', str(trained / 'test'),
                    *_train_options(data_root, epochs=6)])
-    assert 'Average Precision  (AP) @[ IoU=0.50      | area=   all | maxDets=100 ]' in output
+    assert re.search(r'Average Precision +\(AP\) @\[ IoU=0\.50 +\| area= +all', output)  # pycocotools' table
     match = re.search(r'coco/bbox_mAP_50: (-?[\d.]+)', output)
     assert match and 0.0 <= float(match.group(1)) <= 1.0
 

@@ -17,7 +17,6 @@ Input convention of Apple's released ImageNet weights: **BGR in [0, 1], no mean/
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -86,6 +85,12 @@ class MobileViTBlock(nn.Module):
     Shape: [B, C, H, W] -> [B, C, H, W].
     """
 
+    # While tracing (ONNX export) the sizes are symbolic and a Python test on them would freeze the
+    # traced size into the graph; with this set the resize is always traced instead (resizing to the
+    # same size is exactly the identity), so the graph is right for every input size. Exports at a
+    # fixed size turn it off (``mvdense.deploy.onnx_export``) and get the graph of the traced size only.
+    trace_any_size: bool = True
+
     def __init__(self, channels: int, transformer_dim: int, ffn_dim: int, num_layers: int, num_heads: int,
                  patch_size: int, dropout: float, attn_dropout: float = 0.0, ffn_dropout: float = 0.0,
                  kernel_size: int = 3, norm_cfg: dict | None = None, act_cfg: dict | None = None) -> None:
@@ -107,34 +112,46 @@ class MobileViTBlock(nn.Module):
                                  act_cfg=act_cfg)
 
     def unfold(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
-        """[B, d, H, W] -> ([B * P, N, d], (n_h, n_w)), P = patch pixels, N = patches.
+        """[B, d, H, W] (H, W multiples of the patch size) -> ([B * P, N, d], (n_h, n_w)).
 
-        The P pixel positions of a patch attend separately, each over the N patches.
+        P = patch pixels, N = patches: the P pixel positions of a patch attend separately, each over the N
+        patches. One copy (the permute); on a channels-last input it reads d-long contiguous runs.
         """
         batch, dim, height, width = x.shape
         patch = self.patch_size
         n_h, n_w = height // patch, width // patch
+        # [B, d, n_h, p, n_w, p] is a view of either memory format; -> [B, p, p, n_h, n_w, d].
         x = x.reshape(batch, dim, n_h, patch, n_w, patch).permute(0, 3, 5, 2, 4, 1)
-        return x.reshape(batch * patch * patch, n_h * n_w, dim), (n_h, n_w)
+        return x.reshape(-1, n_h * n_w, dim), (n_h, n_w)
 
-    def fold(self, tokens: Tensor, grid: tuple[int, int]) -> Tensor:
-        """[B * P, N, d] -> [B, d, H, W]: the inverse of :meth:`unfold`."""
+    def fold(self, tokens: Tensor, grid: tuple[int, int], channels_last: bool = False) -> Tensor:
+        """[B * P, N, d] -> [B, d, H, W]: the inverse of :meth:`unfold`, in one copy.
+
+        ``channels_last`` picks the memory format of the result (the values are the same), so that a
+        channels-last network stays channels-last without a conversion.
+        """
         n_h, n_w = grid
         patch = self.patch_size
         dim = tokens.shape[-1]
-        x = tokens.reshape(-1, patch, patch, n_h, n_w, dim).permute(0, 5, 3, 1, 4, 2)
-        return x.reshape(-1, dim, n_h * patch, n_w * patch)
+        x = tokens.reshape(-1, patch, patch, n_h, n_w, dim)
+        if channels_last:
+            # -> [B, n_h, p, n_w, p, d] = [B, H, W, d] contiguous, seen as [B, d, H, W].
+            x = x.permute(0, 3, 1, 4, 2, 5).reshape(-1, n_h * patch, n_w * patch, dim)
+            return x.permute(0, 3, 1, 2)
+        return x.permute(0, 5, 3, 1, 4, 2).reshape(-1, dim, n_h * patch, n_w * patch)
 
     def forward(self, x: Tensor) -> Tensor:
         height, width = x.shape[-2:]
         features = self.to_tokens(self.local_conv(x))
         patch = self.patch_size
-        padded_h, padded_w = math.ceil(height / patch) * patch, math.ceil(width / patch) * patch
-        resized = (padded_h, padded_w) != (height, width)
+        # Integer ceil (not math.ceil) so that a trace records it as shape arithmetic.
+        padded_h, padded_w = (height + patch - 1) // patch * patch, (width + patch - 1) // patch * patch
+        resized = (self.trace_any_size and torch.jit.is_tracing()) or (padded_h, padded_w) != (height, width)
         if resized:
             features = F.interpolate(features, size=(padded_h, padded_w), mode='bilinear', align_corners=False)
         tokens, grid = self.unfold(features)
-        features = self.fold(self.norm(self.transformer(tokens)), grid)
+        channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        features = self.fold(self.norm(self.transformer(tokens)), grid, channels_last)
         if resized:
             features = F.interpolate(features, size=(height, width), mode='bilinear', align_corners=False)
         return self.fusion(torch.cat((x, self.from_tokens(features)), dim=1))
@@ -234,6 +251,26 @@ class MobileViT(BaseModule):
             MobileViTBlock(spec.out_channels, spec.transformer_dim, spec.ffn_dim, spec.transformer_layers,
                            spec.num_heads, spec.patch_size, dropout, attn_dropout, ffn_dropout,
                            norm_cfg=norm_cfg, act_cfg=act_cfg))
+
+    def init_weights(self) -> None:
+        """ml-cvnets' initialisation (conv: Kaiming-normal fan-out; linear: normal, std 0.01; norms: 1/0)
+        unless ``init_cfg`` asks for something else, e.g. Pretrained weights. It trains markedly faster
+        from scratch than PyTorch's defaults."""
+        if self.init_cfg is not None:
+            super().init_weights()
+            return
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode='fan_out')
+            elif isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, std=0.01)
+            elif isinstance(module, (nn.BatchNorm2d, nn.LayerNorm)):
+                nn.init.ones_(module.weight)
+            else:
+                continue
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        self._is_init = True
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         """[B, 3, H, W] -> the feature maps of ``out_indices``."""
