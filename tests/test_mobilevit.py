@@ -174,3 +174,30 @@ def test_cvnets_layout_round_trip():
     image = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(target.forward_classifier(image), source.forward_classifier(image))
+
+
+def test_convert_weights_tool_output_loads_through_init_cfg(tmp_path):
+    timm = pytest.importorskip('timm')
+    from tools.convert_weights import main as convert_main
+
+    reference = timm.create_model('mobilevit_xxs', pretrained=False).eval()
+    source, converted = tmp_path / 'timm_xxs.pth', tmp_path / 'mobilevit_xxs.pth'
+    torch.save(reference.state_dict(), source)
+    convert_main([str(source), str(converted)])
+
+    model = MobileViT('xxs', out_indices=(4,), init_cfg=dict(type='Pretrained', checkpoint=str(converted)))
+    model.init_weights()
+    model.eval()
+    image = torch.rand(1, 3, 96, 96)
+    with torch.no_grad():
+        expected = reference.stages(reference.stem(image))
+        assert (model(image)[0] - expected).abs().max().item() <= 1e-4
+
+
+def test_convert_weights_rejects_unknown_layout(tmp_path):
+    from tools.convert_weights import main as convert_main
+
+    source = tmp_path / 'other.pth'
+    torch.save({'fc.weight': torch.ones(2, 2)}, source)
+    with pytest.raises(ValueError, match='unknown checkpoint layout'):
+        convert_main([str(source), str(tmp_path / 'out.pth')])
