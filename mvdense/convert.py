@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from .models.backbones.mobileformer_convert import convert_mobileformer_official
 from .models.backbones.mobilevit_convert import convert_cvnets_mobilevit, convert_timm_mobilevit
 
 StateDict = Mapping[str, Tensor]
@@ -28,6 +29,9 @@ LAYOUTS: list[Layout] = [
            convert_timm_mobilevit),
     Layout('cvnets-mobilevit', lambda sd: 'conv_1.block.conv.weight' in sd and 'layer_3.1.fusion.block.conv.weight'
            in sd, convert_cvnets_mobilevit),
+    # AAboys/MobileFormer: the lite bottleneck is features.0, and every model ends with a Mobile->Former bridge.
+    Layout('authors-mobileformer', lambda sd: 'features.0.conv.0.weight' in sd and 'local_global.q.weight' in sd,
+           convert_mobileformer_official),
 ]
 
 

@@ -1,0 +1,598 @@
+"""Mobile-Former backbones: 26M, 52M, 96M, 151M, 214M, 294M and 508M (MAdds at 224x224).
+
+Chen et al., "Mobile-Former: Bridging MobileNet and Transformer", CVPR 2022, following the authors'
+code (AAboys/MobileFormer, ``mobile_former.py`` and ``dna_blocks.py``); where that code departs from the
+paper's text, the code is followed (noted on the class concerned).
+
+Layout::
+
+    tokens [M, d] (a learned nn.Embedding, the same for every image)
+    stem: 3x3 s2 conv -> BN -> ReLU6
+    lite_bottleneck: 3x3 depthwise (multiplier e1) -> BN -> ReLU6 -> 1x1 -> BN (+ identity), no bridge
+    blocks[i]: Mobile->Former -> Former -> Mobile (DyReLU from token 0) -> Former->Mobile
+    final_mobile_to_former (only built for ``with_tokens`` or the classifier)
+    head (classifier; only built with ``num_classes``)
+
+Stages (``out_indices``): stage i = 0..3 holds the blocks at stride 4, 8, 16, 32, i.e. from the
+table's down-sampling to that stride up to the next one; a stage's output is taken after its last
+block, Former->Mobile included. The lite bottleneck belongs to the stem (in 52M/26M it down-samples to
+stride 4). With ``output_stride=16`` the down-sampling block that opens stage 3 runs at stride 1, so
+stage 3 stays at stride 16 (nothing is dilated: the paper and code have no dense-prediction variant).
+
+Tensors are batch-first throughout: maps [B, C, H, W], tokens [B, M, d] (the authors keep tokens as
+[M, B, d]; the arithmetic is the same). Attention is written as batched matmuls laid out so that the
+feature maps are never transposed or copied (see :class:`MobileToFormer` and :class:`FormerToMobile`):
+``F.scaled_dot_product_attention`` wants the map as [B, h, HW, C/h], a transposed copy, and measured
+1.5-2x slower for Mobile->Former and 7-20x for Former->Mobile than these matmuls (M = 6, one CPU
+thread); the authors' own [B, h, HW, M] layout for Former->Mobile was about 10x slower.
+
+Stochastic depth (``drop_path_rate``; the authors trained with 0) drops whole samples everywhere; the
+authors' DropPath on [M, B, d] tokens would drop whole tokens across the batch instead, which we take
+for an accident of their layout.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from mmcv.cnn import build_norm_layer
+from mmcv.cnn.bricks import DropPath
+from mmengine.model import BaseModule
+from torch import Tensor, nn
+
+from ...registry import MODELS
+from ..layers import freeze_module, set_norm_eval
+
+
+@dataclass(frozen=True)
+class BlockRow:
+    """A row of the authors' ``dna_blocks`` tables: ``[b, e1, c, n, s, e2]``.
+
+    kind: ``'lite'`` (their ``DnaBlock3`` with e2 = 0: the conv-only lite bottleneck),
+        ``'down'`` (``DnaBlock3``: the down-sampling block) or ``'regular'`` (``DnaBlock``).
+    e1: First expansion (depthwise multiplier of 'lite'/'down', 1x1 expansion of 'regular').
+    out_channels: c.
+    num_blocks: n (1 in every published table).
+    stride: s of the first of the n blocks.
+    e2: Second expansion (the depthwise conv of 'down'); 0 for 'lite'.
+    """
+
+    kind: str
+    e1: int
+    out_channels: int
+    num_blocks: int
+    stride: int
+    e2: int
+
+
+def _rows(*rows: tuple) -> tuple[BlockRow, ...]:
+    return tuple(BlockRow(*row) for row in rows)
+
+
+# The ``dna_blocks`` tables and model kwargs of ``mobile_former.py``. Every arch uses 2 bridge heads,
+# 4 Former heads, a Former FFN of 2d, DyReLU reduction 4 and a 6C classifier conv.
+# (kind, e1, c, n, s, e2)
+ARCHS: dict[str, dict] = {
+    '508m': dict(
+        stem_channels=24, num_tokens=6, token_dim=192, head_channels=1920, groups=1,
+        blocks=_rows(('lite', 2, 24, 1, 1, 0),
+                     ('down', 6, 40, 1, 2, 4), ('regular', 3, 40, 1, 1, 3),
+                     ('down', 6, 72, 1, 2, 4), ('regular', 3, 72, 1, 1, 3),
+                     ('down', 6, 128, 1, 2, 4), ('regular', 4, 128, 1, 1, 4), ('regular', 6, 176, 1, 1, 4),
+                     ('regular', 6, 176, 1, 1, 4),
+                     ('down', 6, 240, 1, 2, 4), ('regular', 6, 240, 1, 1, 4), ('regular', 6, 240, 1, 1, 4))),
+    '294m': dict(
+        stem_channels=16, num_tokens=6, token_dim=192, head_channels=1920, groups=1,
+        blocks=_rows(('lite', 2, 16, 1, 1, 0),
+                     ('down', 6, 24, 1, 2, 4), ('regular', 4, 24, 1, 1, 4),
+                     ('down', 6, 48, 1, 2, 4), ('regular', 4, 48, 1, 1, 4),
+                     ('down', 6, 96, 1, 2, 4), ('regular', 4, 96, 1, 1, 4), ('regular', 6, 128, 1, 1, 4),
+                     ('regular', 6, 128, 1, 1, 4),
+                     ('down', 6, 192, 1, 2, 4), ('regular', 6, 192, 1, 1, 4), ('regular', 6, 192, 1, 1, 4))),
+    '214m': dict(
+        stem_channels=12, num_tokens=6, token_dim=192, head_channels=1600, groups=1,
+        blocks=_rows(('lite', 2, 12, 1, 1, 0),
+                     ('down', 6, 20, 1, 2, 4), ('regular', 3, 20, 1, 1, 4),
+                     ('down', 6, 40, 1, 2, 4), ('regular', 4, 40, 1, 1, 4),
+                     ('down', 6, 80, 1, 2, 4), ('regular', 4, 80, 1, 1, 4), ('regular', 6, 112, 1, 1, 4),
+                     ('regular', 6, 112, 1, 1, 4),
+                     ('down', 6, 160, 1, 2, 4), ('regular', 6, 160, 1, 1, 4), ('regular', 6, 160, 1, 1, 4))),
+    '151m': dict(
+        stem_channels=12, num_tokens=6, token_dim=192, head_channels=1280, groups=1,
+        blocks=_rows(('lite', 2, 12, 1, 1, 0),
+                     ('down', 6, 16, 1, 2, 4), ('regular', 3, 16, 1, 1, 3),
+                     ('down', 6, 32, 1, 2, 4), ('regular', 3, 32, 1, 1, 3),
+                     ('down', 6, 64, 1, 2, 4), ('regular', 4, 64, 1, 1, 4), ('regular', 6, 88, 1, 1, 4),
+                     ('regular', 6, 88, 1, 1, 4),
+                     ('down', 6, 128, 1, 2, 4), ('regular', 6, 128, 1, 1, 4), ('regular', 6, 128, 1, 1, 4))),
+    '96m': dict(
+        stem_channels=12, num_tokens=4, token_dim=128, head_channels=1280, groups=1,
+        blocks=_rows(('lite', 2, 12, 1, 1, 0),
+                     ('down', 6, 16, 1, 2, 4),
+                     ('down', 6, 32, 1, 2, 4), ('regular', 3, 32, 1, 1, 3),
+                     ('down', 6, 64, 1, 2, 4), ('regular', 4, 64, 1, 1, 4), ('regular', 6, 88, 1, 1, 4),
+                     ('down', 6, 128, 1, 2, 4), ('regular', 6, 128, 1, 1, 4))),
+    '52m': dict(
+        stem_channels=8, num_tokens=3, token_dim=128, head_channels=1024, groups=1,
+        blocks=_rows(('lite', 3, 12, 1, 2, 0), ('regular', 3, 12, 1, 1, 3),
+                     ('down', 6, 24, 1, 2, 4), ('regular', 3, 24, 1, 1, 3),
+                     ('down', 6, 48, 1, 2, 4), ('regular', 4, 48, 1, 1, 4), ('regular', 6, 64, 1, 1, 4),
+                     ('down', 6, 96, 1, 2, 4), ('regular', 6, 96, 1, 1, 4))),
+}
+# 26M is 52M with grouped (4) pointwise convs and channel shuffles.
+ARCHS['26m'] = dict(ARCHS['52m'], groups=4)
+
+BRIDGE_HEADS = 2
+FORMER_HEADS = 4
+FORMER_FFN_RATIO = 2
+DYRELU_REDUCTION = 4
+HEAD_EXPANSION = 6
+
+
+def conv_bn(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1,
+            norm_cfg: dict | None = None) -> nn.Sequential:
+    """Conv (no bias) -> BN, as ``Sequential`` so that keys are ``.0.weight`` / ``.1.weight`` as in the
+    authors' checkpoints."""
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, groups=groups,
+                     bias=False)
+    return nn.Sequential(conv, build_norm_layer(norm_cfg or dict(type='BN'), out_channels)[1])
+
+
+def channel_shuffle(x: Tensor, groups: int) -> Tensor:
+    """ShuffleNet's shuffle: [B, C, H, W] seen as [B, groups, C / groups, H, W], the two group axes
+    swapped. ``groups=1`` returns ``x`` untouched."""
+    if groups == 1:
+        return x
+    batch, channels, height, width = x.shape
+    x = x.view(batch, groups, channels // groups, height, width).transpose(1, 2)
+    return x.reshape(batch, channels, height, width)
+
+
+class DyReLU(nn.Module):
+    """Dynamic ReLU with k = 2 and per-channel coefficients from a global token.
+
+    y = max(a1 * x, a2 * x) with a1 in [0, 2] and a2 in [-1, 1] (a1 = 1, a2 = 0 is a ReLU); [a1, a2]
+    come from h_sigmoid of a d -> d/4 -> 2C MLP (ReLU inside) of the token, mapped to 2h and 2h - 1.
+    The paper's DyReLU reads the token's MLP; the authors feed it token 0 only.
+
+    Shape: x [B, C, H, W], token [B, d] -> [B, C, H, W].
+    """
+
+    def __init__(self, channels: int, token_dim: int, reduction: int = DYRELU_REDUCTION) -> None:
+        super().__init__()
+        self.channels = channels
+        self.coefficients = nn.Sequential(
+            nn.Linear(token_dim, token_dim // reduction), nn.ReLU(inplace=True),
+            nn.Linear(token_dim // reduction, 2 * channels), nn.Hardsigmoid())
+
+    def forward(self, x: Tensor, token: Tensor) -> Tensor:
+        coeffs = self.coefficients(token)[:, :, None, None]
+        # h_sigmoid gives [0, 1]; the authors map it to (a - 0.5) * 2 + 1 and (a - 0.5) * 2.
+        slope1 = 2.0 * coeffs[:, :self.channels]
+        slope2 = 2.0 * coeffs[:, self.channels:] - 1.0
+        return torch.maximum(x * slope1, x * slope2)
+
+
+class MobileToFormer(nn.Module):
+    """Mobile->Former bridge: the tokens attend to the feature map (cross attention, post-LN).
+
+    Query: Linear(d -> C) of the tokens; keys = values = the raw features (no projection), 2 heads, each
+    over C/2 channels of the map. The attention output is gated by 2 * h_sigmoid(Linear(d -> C)(tokens))
+    (the authors' ``use_dynamic``, not in the paper's text), projected back by Linear(C -> d), added to
+    the tokens and layer-normalised.
+
+    Shape: x [B, C, H, W], tokens [B, M, d] -> tokens [B, M, d].
+    """
+
+    def __init__(self, channels: int, token_dim: int, num_heads: int = BRIDGE_HEADS,
+                 drop_path_rate: float = 0.0) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = (channels // num_heads) ** -0.5
+        self.q = nn.Linear(token_dim, channels)
+        self.gate = nn.Linear(token_dim, channels)
+        self.proj = nn.Linear(channels, token_dim)
+        self.norm = nn.LayerNorm(token_dim)
+        self.drop_path = DropPath(drop_path_rate)
+
+    def forward(self, x: Tensor, tokens: Tensor) -> Tensor:
+        batch, channels, height, width = x.shape
+        num_tokens = tokens.shape[1]
+        heads = self.num_heads
+        # [B, h, C/h, HW]: a view of the map, used as keys and (transposed, no copy) as values.
+        features = x.reshape(batch, heads, channels // heads, height * width)
+        query = (self.q(tokens) * self.scale).view(batch, num_tokens, heads, -1).transpose(1, 2)
+        attn = (query @ features).softmax(dim=-1)                      # [B, h, M, HW]
+        out = (attn @ features.transpose(-1, -2)).transpose(1, 2)      # [B, M, h, C/h]
+        out = out.reshape(batch, num_tokens, channels) * (2.0 * F.hardsigmoid(self.gate(tokens)))
+        return self.norm(tokens + self.drop_path(self.proj(out)))
+
+
+class Former(nn.Module):
+    """Former: one post-LN transformer layer over the M tokens.
+
+    The paper calls it a standard transformer; the authors' attention projects the query only
+    (keys = values = the tokens), 4 heads, then an output Linear(d -> d), residual, LN; then an FFN
+    d -> 2d -> d with GELU, residual, LN.
+
+    Shape: [B, M, d] -> [B, M, d].
+    """
+
+    def __init__(self, token_dim: int, num_heads: int = FORMER_HEADS, ffn_ratio: int = FORMER_FFN_RATIO,
+                 drop_path_rate: float = 0.0) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = (token_dim // num_heads) ** -0.5
+        self.q = nn.Linear(token_dim, token_dim)
+        self.proj = nn.Linear(token_dim, token_dim)
+        self.norm1 = nn.LayerNorm(token_dim)
+        self.ffn = nn.Sequential(nn.Linear(token_dim, ffn_ratio * token_dim), nn.GELU(),
+                                 nn.Linear(ffn_ratio * token_dim, token_dim))
+        self.norm2 = nn.LayerNorm(token_dim)
+        self.drop_path = DropPath(drop_path_rate)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        batch, num_tokens, dim = tokens.shape
+        heads = self.num_heads
+        keys = tokens.view(batch, num_tokens, heads, dim // heads).transpose(1, 2)     # [B, h, M, d/h]
+        query = (self.q(tokens) * self.scale).view(batch, num_tokens, heads, -1).transpose(1, 2)
+        attn = (query @ keys.transpose(-1, -2)).softmax(dim=-1)                        # [B, h, M, M]
+        out = (attn @ keys).transpose(1, 2).reshape(batch, num_tokens, dim)
+        tokens = self.norm1(tokens + self.drop_path(self.proj(out)))
+        # The authors put no drop path on the FFN branch.
+        return self.norm2(tokens + self.ffn(tokens))
+
+
+class FormerToMobile(nn.Module):
+    """Former->Mobile bridge: every pixel attends to the tokens (cross attention, residual, no norm).
+
+    Query: the raw features (no projection); keys and values: Linear(d -> C) of the tokens; 2 heads, each
+    over C/2 channels; no output projection.
+
+    Computed as [B, h, M, HW] attention with the softmax over the M tokens, so the map is read and
+    written in its own [B, C, HW] layout.
+
+    Shape: x [B, C, H, W], tokens [B, M, d] -> [B, C, H, W].
+    """
+
+    def __init__(self, channels: int, token_dim: int, num_heads: int = BRIDGE_HEADS,
+                 drop_path_rate: float = 0.0) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = (channels // num_heads) ** -0.5
+        self.k = nn.Linear(token_dim, channels)
+        self.v = nn.Linear(token_dim, channels)
+        self.drop_path = DropPath(drop_path_rate)
+
+    def forward(self, x: Tensor, tokens: Tensor) -> Tensor:
+        batch, channels, height, width = x.shape
+        num_tokens = tokens.shape[1]
+        heads = self.num_heads
+        query = x.reshape(batch, heads, channels // heads, height * width)              # [B, h, C/h, HW]
+        keys = (self.k(tokens) * self.scale).view(batch, num_tokens, heads, -1).transpose(1, 2)
+        values = self.v(tokens).view(batch, num_tokens, heads, -1).permute(0, 2, 3, 1)  # [B, h, C/h, M]
+        attn = (keys @ query).softmax(dim=-2)                                          # [B, h, M, HW]
+        out = (values @ attn).view(batch, channels, height, width)
+        return x + self.drop_path(out)
+
+
+class LiteBottleneck(nn.Module):
+    """The conv-only first block: 3x3 depthwise with multiplier e1 -> BN -> ReLU6 -> (shuffle) ->
+    1x1 -> BN, plus the identity when the shape allows. No bridge, no tokens.
+
+    Shape: [B, C_in, H, W] -> [B, C_out, ceil(H / stride), ceil(W / stride)].
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, expansion: int, groups: int = 1,
+                 norm_cfg: dict | None = None) -> None:
+        super().__init__()
+        hidden = in_channels * expansion
+        self.use_identity = stride == 1 and in_channels == out_channels
+        # The authors shuffle with one group per input channel (only when the 1x1 is grouped).
+        self.shuffle_groups = in_channels if groups > 1 else 1
+        self.depthwise = conv_bn(in_channels, hidden, 3, stride, groups=in_channels, norm_cfg=norm_cfg)
+        self.project = conv_bn(hidden, out_channels, 1, groups=groups, norm_cfg=norm_cfg)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = channel_shuffle(F.relu6(self.depthwise(x)), self.shuffle_groups)
+        out = self.project(out)
+        return x + out if self.use_identity else out
+
+
+class RegularMobile(nn.Module):
+    """Mobile sub-block of a regular block: 1x1 expand (e1) -> BN -> DyReLU -> 3x3 depthwise -> BN ->
+    DyReLU -> 1x1 -> BN, identity skip when stride 1 and C_in == C_out.
+
+    Grouped variants (26M) shuffle after both 1x1 convs.
+
+    Shape: x [B, C_in, H, W], token [B, d] -> [B, C_out, ceil(H / stride), ceil(W / stride)].
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, expansion: int, token_dim: int,
+                 groups: int = 1, drop_path_rate: float = 0.0, norm_cfg: dict | None = None) -> None:
+        super().__init__()
+        hidden = round(in_channels * expansion)
+        self.groups = groups
+        self.use_identity = stride == 1 and in_channels == out_channels
+        self.expand = conv_bn(in_channels, hidden, 1, groups=groups, norm_cfg=norm_cfg)
+        self.act1 = DyReLU(hidden, token_dim)
+        self.depthwise = conv_bn(hidden, hidden, 3, stride, groups=hidden, norm_cfg=norm_cfg)
+        self.act2 = DyReLU(hidden, token_dim)
+        self.project = conv_bn(hidden, out_channels, 1, groups=groups, norm_cfg=norm_cfg)
+        self.drop_path = DropPath(drop_path_rate)
+
+    def forward(self, x: Tensor, token: Tensor) -> Tensor:
+        out = self.act1(channel_shuffle(self.expand(x), self.groups), token)
+        out = self.act2(self.depthwise(out), token)
+        out = channel_shuffle(self.project(out), self.groups)
+        return x + self.drop_path(out) if self.use_identity else out
+
+
+class DownsampleMobile(nn.Module):
+    """Mobile sub-block of a down-sampling block: 3x3 depthwise (stride s, multiplier e1) -> BN ->
+    DyReLU -> 1x1 -> BN, then an inner residual around 3x3 depthwise (multiplier e2) -> BN -> DyReLU ->
+    1x1 -> BN.
+
+    The paper draws a plain dw -> pw -> dw -> pw; the inner residual is the authors' code. Grouped
+    variants (26M) shuffle after each depthwise conv, with one group per input channel of that conv.
+
+    Shape: x [B, C_in, H, W], token [B, d] -> [B, C_out, ceil(H / stride), ceil(W / stride)].
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, expansions: tuple[int, int],
+                 token_dim: int, groups: int = 1, drop_path_rate: float = 0.0,
+                 norm_cfg: dict | None = None) -> None:
+        super().__init__()
+        hidden1, hidden2 = round(in_channels * expansions[0]), round(out_channels * expansions[1])
+        self.shuffle_groups = (in_channels, out_channels) if groups > 1 else (1, 1)
+        self.depthwise1 = conv_bn(in_channels, hidden1, 3, stride, groups=in_channels, norm_cfg=norm_cfg)
+        self.act1 = DyReLU(hidden1, token_dim)
+        self.project1 = conv_bn(hidden1, out_channels, 1, groups=groups, norm_cfg=norm_cfg)
+        self.depthwise2 = conv_bn(out_channels, hidden2, 3, groups=out_channels, norm_cfg=norm_cfg)
+        self.act2 = DyReLU(hidden2, token_dim)
+        self.project2 = conv_bn(hidden2, out_channels, 1, groups=groups, norm_cfg=norm_cfg)
+        self.drop_path = DropPath(drop_path_rate)
+
+    def forward(self, x: Tensor, token: Tensor) -> Tensor:
+        out = self.act1(channel_shuffle(self.depthwise1(x), self.shuffle_groups[0]), token)
+        out = self.project1(out)
+        inner = self.act2(channel_shuffle(self.depthwise2(out), self.shuffle_groups[1]), token)
+        return out + self.drop_path(self.project2(inner))
+
+
+class MobileFormerBlock(nn.Module):
+    """Mobile->Former -> Former -> Mobile (its DyReLUs read token 0 of the updated tokens) ->
+    Former->Mobile.
+
+    The order is the authors' (``DnaBlock.forward``); the Mobile sub-block's skip is taken before the
+    Former->Mobile bridge.
+
+    Shape: x [B, C_in, H, W], tokens [B, M, d] -> ([B, C_out, H / stride, W / stride], [B, M, d]).
+    """
+
+    def __init__(self, mobile: RegularMobile | DownsampleMobile, in_channels: int, out_channels: int,
+                 token_dim: int, drop_path_rate: float = 0.0) -> None:
+        super().__init__()
+        self.mobile_to_former = MobileToFormer(in_channels, token_dim, drop_path_rate=drop_path_rate)
+        self.former = Former(token_dim, drop_path_rate=drop_path_rate)
+        self.mobile = mobile
+        self.former_to_mobile = FormerToMobile(out_channels, token_dim, drop_path_rate=drop_path_rate)
+
+    def forward(self, x: Tensor, tokens: Tensor) -> tuple[Tensor, Tensor]:
+        tokens = self.former(self.mobile_to_former(x, tokens))
+        out = self.mobile(x, tokens[:, 0])
+        return self.former_to_mobile(out, tokens), tokens
+
+
+class ClassifierHead(nn.Module):
+    """The authors' ``MergeClassifier``: (shuffle) -> 1x1 conv to 6C -> BN -> ReLU6 -> global average
+    pool -> h_swish, concatenated with token 0 -> Linear -> BN1d -> h_swish -> dropout -> Linear.
+
+    Shape: x [B, C, H, W], token [B, d] -> logits [B, num_classes].
+    """
+
+    def __init__(self, in_channels: int, token_dim: int, hidden_channels: int, num_classes: int,
+                 groups: int = 1, drop_rate: float = 0.0, norm_cfg: dict | None = None) -> None:
+        super().__init__()
+        expanded = HEAD_EXPANSION * in_channels
+        self.groups = groups
+        self.conv = conv_bn(in_channels, expanded, 1, groups=groups, norm_cfg=norm_cfg)
+        self.fc = nn.Linear(expanded + token_dim, hidden_channels)
+        self.fc_norm = nn.BatchNorm1d(hidden_channels)
+        self.dropout = nn.Dropout(drop_rate)
+        self.classifier = nn.Linear(hidden_channels, num_classes)
+
+    def forward(self, x: Tensor, token: Tensor) -> Tensor:
+        x = F.relu6(self.conv(channel_shuffle(x, self.groups)))
+        pooled = F.hardswish(x.mean(dim=(2, 3)))
+        hidden = F.hardswish(self.fc_norm(self.fc(torch.cat((pooled, token), dim=1))))
+        return self.classifier(self.dropout(hidden))
+
+
+@MODELS.register_module()
+class MobileFormer(BaseModule):
+    """Mobile-Former backbone for dense prediction (and the ImageNet classifier, for checkpoints).
+
+    Args:
+        arch: ``'26m'``, ``'52m'``, ``'96m'``, ``'151m'``, ``'214m'``, ``'294m'`` or ``'508m'``, or a dict
+            shaped like an entry of :data:`ARCHS`.
+        out_indices: Stages to return, 0-3 at strides 4, 8, 16, 32 (see the module docstring).
+        with_tokens: Also run the last Mobile->Former bridge and return the global tokens [B, M, d] as
+            the last element of the output (for DETR-style heads).
+        output_stride: 32, or 16 to run stage 3's down-sampling block at stride 1.
+        frozen_stages: -1 freezes nothing; k >= 0 freezes the stem (conv, lite bottleneck, token
+            embedding) and stages 0..k-1; 4 also freezes the last Mobile->Former bridge.
+        norm_eval: Keep BatchNorm layers in eval mode while training.
+        num_classes: Build the classifier head (and the last bridge) used by :meth:`forward_classifier`;
+            ``forward`` still returns features.
+        drop_rate: Dropout before the classifier's last Linear (the authors trained with 0.2-0.3).
+        drop_path_rate: Stochastic depth, ramped over the table rows as the authors do (0 = off).
+        norm_cfg: Normalisation of the conv layers (BN, or SyncBN for distributed training).
+        init_cfg: e.g. ``dict(type='Pretrained', checkpoint='mf508m.pth')`` (a converted checkpoint).
+
+    Attributes:
+        out_channels: Channels of each returned feature map (the tokens, if returned, have
+            ``token_dim`` channels and are not listed).
+
+    Shape: [B, 3, H, W] (any H, W >= 32) -> tuple of [B, C_i, ceil(H / s_i), ceil(W / s_i)]
+    (then [B, M, d] with ``with_tokens``).
+    """
+
+    def __init__(self, arch: str | dict = '508m', out_indices: Sequence[int] = (0, 1, 2, 3),
+                 with_tokens: bool = False, output_stride: int = 32, frozen_stages: int = -1,
+                 norm_eval: bool = False, num_classes: int | None = None, drop_rate: float = 0.0,
+                 drop_path_rate: float = 0.0, norm_cfg: dict | None = None,
+                 init_cfg: dict | list | None = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if isinstance(arch, str):
+            if arch not in ARCHS:
+                raise KeyError(f'Mobile-Former arch {arch!r} is not one of {sorted(ARCHS)}')
+            arch = ARCHS[arch]
+        if output_stride not in (16, 32):
+            raise ValueError(f'output_stride must be 16 or 32, got {output_stride}')
+        if not out_indices or any(i not in range(4) for i in out_indices):
+            raise ValueError(f'out_indices must be a non-empty subset of 0..3, got {out_indices}')
+        # Tables written in a config arrive as lists; ours are BlockRows.
+        rows = [row if isinstance(row, BlockRow) else BlockRow(*row) for row in arch['blocks']]
+        if rows[0].kind != 'lite' or any(row.kind == 'lite' for row in rows[1:]):
+            raise ValueError('a Mobile-Former table starts with its one lite bottleneck')
+        self.out_indices = tuple(sorted(set(out_indices)))   # outputs come in stage order
+        self.with_tokens = with_tokens
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.num_tokens, self.token_dim = arch['num_tokens'], arch['token_dim']
+        groups, token_dim = arch['groups'], arch['token_dim']
+
+        self.tokens = nn.Embedding(self.num_tokens, token_dim)
+        stem_channels = arch['stem_channels']
+        self.stem = nn.Sequential(nn.Conv2d(3, stem_channels, 3, 2, 1, bias=False),
+                                  build_norm_layer(norm_cfg or dict(type='BN'), stem_channels)[1],
+                                  nn.ReLU6(inplace=True))
+        lite = rows[0]
+        self.lite_bottleneck = LiteBottleneck(stem_channels, lite.out_channels, lite.stride, lite.e1, groups,
+                                              norm_cfg)
+        self.blocks = nn.ModuleList()
+        self.block_stages: list[int] = []   # the stage of each block
+        self._build_blocks(rows, output_stride, token_dim, groups, drop_path_rate, norm_cfg)
+
+        # Index of the last block of each stage.
+        self.stage_ends = [max(i for i, s in enumerate(self.block_stages) if s == stage) for stage in range(4)]
+        stage_channels = [self.blocks[end].former_to_mobile.k.out_features for end in self.stage_ends]
+        self.out_channels = [stage_channels[i] for i in self.out_indices]
+        self._output_blocks = [self.stage_ends[i] for i in self.out_indices]
+        # Blocks past the last output are not run, unless the tokens are wanted.
+        self._num_blocks_run = len(self.blocks) if with_tokens else max(self._output_blocks) + 1
+
+        channels = stage_channels[-1]
+        self.final_mobile_to_former = None
+        if with_tokens or num_classes:
+            self.final_mobile_to_former = MobileToFormer(channels, token_dim, drop_path_rate=drop_path_rate)
+        self.head = None
+        if num_classes:
+            self.head = ClassifierHead(channels, token_dim, arch['head_channels'], num_classes, groups,
+                                       drop_rate, norm_cfg)
+        self._freeze_stages()
+
+    def _build_blocks(self, rows: list[BlockRow], output_stride: int, token_dim: int,
+                      groups: int, drop_path_rate: float, norm_cfg: dict | None) -> None:
+        """Fills ``self.blocks`` and ``self.block_stages`` from the table rows after the lite bottleneck.
+
+        A block's stage counts the table's down-samplings up to it (the stem's is the first); those past
+        the output stride run at stride 1 and leave the block in its stage. Stochastic depth is ramped as
+        in the authors' code: row i of n gets ``drop_path_rate * (i + 1) / n``.
+        """
+        max_downsamplings = output_stride.bit_length() - 1
+        lite = rows[0]
+        channels, downsamplings = lite.out_channels, 1 + (lite.stride == 2)
+        for row_index, row in enumerate(rows[1:], start=1):
+            rate = drop_path_rate * (row_index + 1) / len(rows)
+            for repeat in range(row.num_blocks):
+                stride = row.stride if repeat == 0 else 1
+                downsamplings += stride == 2
+                if stride == 2 and downsamplings > max_downsamplings:
+                    stride = 1
+                self.blocks.append(self._make_block(row, channels, stride, token_dim, groups, rate, norm_cfg))
+                self.block_stages.append(downsamplings - 2)
+                channels = row.out_channels
+        if sorted(set(self.block_stages)) != [0, 1, 2, 3]:
+            raise ValueError('a Mobile-Former table reaches stride 4 before its first block, then has blocks '
+                             f'at strides 4, 8, 16 and 32; got stages {self.block_stages}')
+
+    @staticmethod
+    def _make_block(row: BlockRow, in_channels: int, stride: int, token_dim: int, groups: int,
+                    drop_path_rate: float, norm_cfg: dict | None) -> MobileFormerBlock:
+        if row.kind == 'down':
+            mobile = DownsampleMobile(in_channels, row.out_channels, stride, (row.e1, row.e2), token_dim,
+                                      groups, drop_path_rate, norm_cfg)
+        elif row.kind == 'regular':
+            mobile = RegularMobile(in_channels, row.out_channels, stride, row.e1, token_dim, groups,
+                                   drop_path_rate, norm_cfg)
+        else:
+            raise ValueError(f'unknown Mobile-Former block kind {row.kind!r}')
+        return MobileFormerBlock(mobile, in_channels, row.out_channels, token_dim, drop_path_rate)
+
+    def init_weights(self) -> None:
+        """The authors' initialisation (conv: normal, std sqrt(2 / (k * k * C_out)); Linear: normal,
+        std 0.01, zero bias; BN: 1/0; embedding and LayerNorm: PyTorch's) unless ``init_cfg`` asks for
+        something else, e.g. Pretrained weights."""
+        if self.init_cfg is not None:
+            super().init_weights()
+            return
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode='fan_out', nonlinearity='relu')
+            elif isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, std=0.01)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        self._is_init = True
+
+    def _initial_tokens(self, batch: int) -> Tensor:
+        """[B, M, d]: the learned tokens, the same for every image (a broadcast view, no copy)."""
+        return self.tokens.weight.unsqueeze(0).expand(batch, -1, -1)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        """[B, 3, H, W] -> the maps of ``out_indices`` (then the tokens [B, M, d] with ``with_tokens``)."""
+        tokens = self._initial_tokens(x.shape[0])
+        x = self.lite_bottleneck(self.stem(x))
+        outs = []
+        for index, block in enumerate(self.blocks[:self._num_blocks_run]):
+            x, tokens = block(x, tokens)
+            if index in self._output_blocks:
+                outs.append(x)
+        if self.with_tokens:
+            outs.append(self.final_mobile_to_former(x, tokens))
+        return tuple(outs)
+
+    def forward_classifier(self, x: Tensor) -> Tensor:
+        """[B, 3, H, W] -> ImageNet logits [B, num_classes]; needs ``num_classes``."""
+        if self.head is None:
+            raise RuntimeError('MobileFormer was built without num_classes: there is no classifier')
+        tokens = self._initial_tokens(x.shape[0])
+        x = self.lite_bottleneck(self.stem(x))
+        for block in self.blocks:
+            x, tokens = block(x, tokens)
+        tokens = self.final_mobile_to_former(x, tokens)
+        return self.head(x, tokens[:, 0])
+
+    def _freeze_stages(self) -> None:
+        if self.frozen_stages < 0:
+            return
+        for module in (self.stem, self.lite_bottleneck, self.tokens):
+            freeze_module(module)
+        for block, stage in zip(self.blocks, self.block_stages):
+            if stage < self.frozen_stages:
+                freeze_module(block)
+        if self.frozen_stages >= 4 and self.final_mobile_to_former is not None:
+            freeze_module(self.final_mobile_to_former)
+
+    def train(self, mode: bool = True) -> MobileFormer:
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            set_norm_eval(self)
+        return self

@@ -1,0 +1,89 @@
+"""DeepLabv3 decode head after ml-cvnets' DeepLabv3-MobileViT (``cvnets/models/segmentation/heads/deeplabv3.py``
+and ``cvnets/modules/aspp_block.py``, tag cvnets-v0.1).
+
+The segmentor itself is mmseg's ``EncoderDecoder`` with our ``MobileViT`` backbone at output stride 16
+(layer 5's output, without the classifier's 1x1 "exp" conv). The head differs from mmseg's ``ASPPHead``
+in two places, both of which change the parameter count and the function:
+
+* the five ASPP branches (1x1, three *plain* 3x3 convs dilated 6/12/18, image pooling) are fused by a
+  **1x1** projection (BN + ReLU) followed by dropout; mmseg fuses them with a 3x3 conv and no dropout;
+* every branch is conv (no bias) + BN + ReLU, and the classifier is Dropout2d + 1x1 conv with bias,
+  i.e. ``BaseDecodeHead.cls_seg`` as it is.
+
+cvnets upsamples the stride-16 logits bilinearly (``align_corners=False``) to the input size; mmseg's
+``BaseDecodeHead.loss_by_feat`` (to the label size) and ``EncoderDecoder.postprocess_result`` (to the
+original image size) do the same resize, so the head returns stride-16 logits.
+
+Branch order in the concatenation follows cvnets (1x1, rates in order, pooling), so converted cvnets
+weights line up with ``projection``'s input channels.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from mmcv.cnn import ConvModule
+from mmseg.models.decode_heads.decode_head import BaseDecodeHead
+from mmseg.registry import MODELS as MMSEG_MODELS
+from torch import Tensor, nn
+
+
+class ImagePoolingBranch(nn.Module):
+    """Global average pool -> 1x1 conv + BN + act -> bilinear upsample back to the input size.
+
+    Shape: [B, C_in, H, W] -> [B, C_out, H, W].
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, conv_cfg: dict | None, norm_cfg: dict | None,
+                 act_cfg: dict | None, align_corners: bool = False) -> None:
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.conv = ConvModule(in_channels, out_channels, 1, conv_cfg=conv_cfg, norm_cfg=norm_cfg,
+                               act_cfg=act_cfg)
+        self.align_corners = align_corners
+
+    def forward(self, x: Tensor) -> Tensor:
+        pooled = self.conv(self.pool(x))
+        # Upsampling a 1x1 map is a broadcast; interpolate keeps it exportable at any input size.
+        return F.interpolate(pooled, size=x.shape[-2:], mode='bilinear', align_corners=self.align_corners)
+
+
+@MMSEG_MODELS.register_module()
+class LightASPPHead(BaseDecodeHead):
+    """DeepLabv3 head of ml-cvnets: ASPP with a 1x1 projection, then dropout + 1x1 classifier.
+
+    Args:
+        dilations: Rates of the 3x3 atrous branches (cvnets: 6, 12, 18). A 1x1 branch and an image
+            pooling branch are always added.
+        aspp_dropout: Dropout after the projection (cvnets' ``aspp_dropout``, element-wise ``nn.Dropout``).
+        **kwargs: ``BaseDecodeHead``'s: ``in_channels`` (backbone width), ``channels`` (ASPP width, 256),
+            ``num_classes``, ``dropout_ratio`` (the classifier's Dropout2d, 0.1), ``norm_cfg``, ``act_cfg``
+            (ReLU), ``in_index``, ``loss_decode``, ``align_corners``...
+
+    Shape: the backbone's maps, ``inputs[in_index]`` being [B, C_in, H, W] -> logits [B, num_classes, H, W].
+    """
+
+    def __init__(self, dilations: Sequence[int] = (6, 12, 18), aspp_dropout: float = 0.1, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if self.input_transform is not None:
+            raise ValueError('LightASPPHead reads one feature map: leave input_transform unset')
+        self.dilations = tuple(dilations)
+        conv_kwargs = dict(conv_cfg=self.conv_cfg, norm_cfg=self.norm_cfg, act_cfg=self.act_cfg)
+        branches = [ConvModule(self.in_channels, self.channels, 1, **conv_kwargs)]
+        branches += [ConvModule(self.in_channels, self.channels, 3, padding=rate, dilation=rate, **conv_kwargs)
+                     for rate in self.dilations]
+        branches.append(ImagePoolingBranch(self.in_channels, self.channels, align_corners=self.align_corners,
+                                           **conv_kwargs))
+        self.aspp_branches = nn.ModuleList(branches)
+        self.projection = ConvModule(len(branches) * self.channels, self.channels, 1, **conv_kwargs)
+        self.aspp_dropout = nn.Dropout(aspp_dropout) if aspp_dropout > 0 else nn.Identity()
+
+    def aspp(self, x: Tensor) -> Tensor:
+        """[B, C_in, H, W] -> [B, channels, H, W]: all branches, concatenated, projected, dropped out."""
+        features = torch.cat([branch(x) for branch in self.aspp_branches], dim=1)
+        return self.aspp_dropout(self.projection(features))
+
+    def forward(self, inputs: Sequence[Tensor]) -> Tensor:
+        """Backbone maps -> logits [B, num_classes, H, W] at the resolution of ``inputs[in_index]``."""
+        return self.cls_seg(self.aspp(self._transform_inputs(inputs)))
