@@ -172,7 +172,10 @@ class DyReLU(nn.Module):
         # h_sigmoid gives [0, 1]; the authors map it to (a - 0.5) * 2 + 1 and (a - 0.5) * 2.
         slope1 = 2.0 * coeffs[:, :self.channels]
         slope2 = 2.0 * coeffs[:, self.channels:] - 1.0
-        return torch.maximum(x * slope1, x * slope2)
+        # max(a1 x, a2 x) = a2 x + relu((a1 - a2) x): the same function, but its backward is one threshold
+        # instead of torch.maximum's eq/where/masked_fill chain, which took a third of a training step of
+        # SSDLite-Mobile-Former-151M on CPU.
+        return x * slope2 + F.relu(x * (slope1 - slope2))
 
 
 class MobileToFormer(nn.Module):
