@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import argparse
 import os.path as osp
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from mmengine.config import Config, ConfigDict, DictAction
@@ -63,38 +64,59 @@ def setup_cpu_distributed(cfg: Config) -> None:
     cfg.pop('sync_bn', None)
 
 
-def _datasets(cfg: ConfigDict) -> Iterator[ConfigDict]:
-    """Yields the leaf dataset configs under a (possibly wrapped) dataset config."""
+def _datasets(cfg: ConfigDict, where: str) -> Iterator[tuple[str, ConfigDict]]:
+    """Yields ``(where, config)`` for the leaf datasets under a (possibly wrapped) dataset config, ``where``
+    naming it in the config, e.g. ``train_dataloader.dataset.datasets[2]``."""
     if 'datasets' in cfg:
-        for child in cfg.datasets:
-            yield from _datasets(child)
+        for index, child in enumerate(cfg.datasets):
+            yield from _datasets(child, f'{where}.datasets[{index}]')
     elif 'dataset' in cfg:
-        yield from _datasets(cfg.dataset)
+        yield from _datasets(cfg.dataset, f'{where}.dataset')
     else:
-        yield cfg
+        yield where, cfg
 
 
-def check_data_paths(cfg: Config, config_path: str = '') -> None:
-    """Stops with one clear message when a dataloader's data root or annotation file is missing."""
-    for loader_name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+def check_data_paths(cfg: Config, config_path: str = '', loaders: Sequence[str] = DATALOADERS) -> None:
+    """Stops with one clear message when a data root or annotation file of ``loaders`` is missing.
+
+    Only the loaders the run uses are checked: evaluating on VOC val does not need the training sets.
+    """
+    for loader_name in loaders:
         loader = cfg.get(loader_name)
         if not loader:
             continue
-        for dataset in _datasets(loader.dataset):
+        for where, dataset in _datasets(loader.dataset, f'{loader_name}.dataset'):
             root = dataset.get('data_root') or ''
             if root and not osp.isdir(root):
-                raise SystemExit(f'{config_path}: {loader_name}.dataset.data_root does not exist: {root!r} '
+                raise SystemExit(f'{config_path}: {where}.data_root does not exist: {root!r} '
                                  '(see data/README.md, or override it with --cfg-options)')
             ann_file = dataset.get('ann_file')
             if ann_file:
                 full = ann_file if osp.isabs(ann_file) else osp.join(root, ann_file)
                 if not osp.isfile(full):
-                    raise SystemExit(f'{config_path}: {loader_name}.dataset.ann_file does not exist: {full!r}')
+                    raise SystemExit(f'{config_path}: {where}.ann_file does not exist: {full!r} '
+                                     '(see data/README.md)')
 
 
-def build_runner(cfg: Config) -> Runner:
-    """Checks the data paths and builds mmengine's Runner (or the config's ``runner_type``)."""
-    check_data_paths(cfg, cfg.filename or '')
+@contextmanager
+def data_errors_as_exit() -> Iterator[None]:
+    """Turns bad segmentation data met while running (``SegDataError``, also re-raised from a DataLoader
+    worker with the worker's traceback as its message) into ``SystemExit`` with the one line
+    ``bad data: <file>: <what is wrong>``, instead of two stacked tracebacks."""
+    from mvdense.datasets.transforms import SegDataError, data_error_summary
+
+    try:
+        yield
+    except SegDataError as error:
+        raise SystemExit(data_error_summary(error)) from None
+
+
+def build_runner(cfg: Config, loaders: Sequence[str] = DATALOADERS) -> Runner:
+    """Checks the data paths of ``loaders`` and builds mmengine's Runner (or the config's ``runner_type``)."""
+    check_data_paths(cfg, cfg.filename or '', loaders)
     if 'runner_type' in cfg:
         from mmengine.registry import RUNNERS
 

@@ -11,7 +11,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mvdense.runner import add_common_args, build_runner, load_config  # noqa: E402
+from mvdense.runner import add_common_args, build_runner, data_errors_as_exit, load_config  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -24,14 +24,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if not os.path.isfile(args.checkpoint):
         raise SystemExit(f'checkpoint not found: {args.checkpoint}')
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
     cfg.load_from = args.checkpoint
-    return build_runner(cfg).test()
+    with data_errors_as_exit():
+        return build_runner(cfg, loaders=('test_dataloader',)).test()
 
 
 if __name__ == '__main__':

@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from mvdense.runner import add_common_args, build_runner, load_config  # noqa: E402
+from mvdense.runner import add_common_args, build_runner, data_errors_as_exit, load_config  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
-    build_runner(cfg).train()
+    with data_errors_as_exit():
+        build_runner(cfg).train()
 
 
 if __name__ == '__main__':

@@ -11,7 +11,8 @@ segmentation configs therefore starts with::
 
 Each raises :class:`SegDataError` ``"<path>: <what is wrong>"``. Inside a DataLoader worker, PyTorch
 re-raises it in the main process with the worker's traceback prepended; :func:`data_error_summary` digs
-the one-line message back out of either form.
+the one-line message back out of either form, and ``mvdense.runner.data_errors_as_exit`` makes it the
+tools' only output about the error.
 """
 from __future__ import annotations
 

@@ -1,0 +1,139 @@
+"""tools/infer.py draws detections (boxes) and segmentations (colour masks) for a file or a folder.
+
+The models are constructed, not trained: their classifiers are set so that they predict something known
+(every pixel class 1; every prior 'circle'), which keeps the test fast and the expected drawing certain.
+"""
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from PIL import Image
+
+from mvdense.datasets import generate_synthetic_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+SEG_CONFIG = ROOT / 'configs/demo/deeplabv3_mobilevit_xxs_synthetic.py'
+DET_CONFIG = ROOT / 'configs/demo/ssdlite_mobilevit_xxs_synthetic.py'
+CLASSES = ('circle', 'rectangle', 'triangle')
+
+
+def load_infer_tool():
+    spec = importlib.util.spec_from_file_location('mvdense_infer_tool', ROOT / 'tools' / 'infer.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+infer = load_infer_tool()
+
+
+@pytest.fixture(scope='module')
+def images(tmp_path_factory) -> Path:
+    """A folder of three generated 96x128 images."""
+    root = tmp_path_factory.mktemp('synthetic')
+    generate_synthetic_dataset(root, num_train=3, num_val=0, image_size=(96, 128), seed=2)
+    return root / 'train'
+
+
+def save_checkpoint(model: torch.nn.Module, path: Path, classes: tuple, palette: list | None = None) -> Path:
+    meta = dict(classes=classes) if palette is None else dict(classes=classes, palette=palette)
+    torch.save(dict(state_dict=model.state_dict(), meta=dict(dataset_meta=meta)), path)
+    return path
+
+
+@pytest.fixture(scope='module')
+def seg_checkpoint(tmp_path_factory) -> Path:
+    """The demo segmentor, made to predict class 1 ('circle') at every pixel."""
+    from mmseg.registry import MODELS
+
+    cfg = Config.fromfile(str(SEG_CONFIG))
+    init_default_scope('mmseg')
+    model = MODELS.build(cfg.model)
+    with torch.no_grad():
+        model.decode_head.conv_seg.weight.zero_()
+        model.decode_head.conv_seg.bias.copy_(torch.tensor([0.0, 5.0, 0.0, 0.0]))
+    metainfo = cfg.train_dataloader.dataset.metainfo
+    return save_checkpoint(model, tmp_path_factory.mktemp('seg') / 'seg.pth', metainfo.classes, metainfo.palette)
+
+
+@pytest.fixture(scope='module')
+def det_checkpoint(tmp_path_factory) -> Path:
+    """The demo detector, made to score every prior as 'circle' (its box is the prior itself)."""
+    from mmdet.registry import MODELS
+
+    cfg = Config.fromfile(str(DET_CONFIG))
+    init_default_scope('mmdet')
+    model = MODELS.build(cfg.model)
+    head = model.bbox_head
+    with torch.no_grad():
+        for cls_conv, reg_conv, priors in zip(head.cls_convs, head.reg_convs, head.num_base_priors):
+            cls_conv.weight.zero_()
+            reg_conv.weight.zero_()
+            reg_conv.bias.zero_()
+            scores = torch.zeros(priors, head.cls_out_channels)
+            scores[:, 0] = 8.0  # class 0 = circle; the last channel is the background
+            cls_conv.bias.copy_(scores.flatten())
+    return save_checkpoint(model, tmp_path_factory.mktemp('det') / 'det.pth', CLASSES)
+
+
+def pixels(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert('RGB'), dtype=np.int16)
+
+
+def test_segmentation_mask_is_drawn_over_each_image_of_a_folder(images, seg_checkpoint, tmp_path):
+    written = infer.run(str(SEG_CONFIG), str(seg_checkpoint), str(images), str(tmp_path), device='cpu')
+    inputs = sorted(images.glob('*.jpg'))
+    assert sorted(Path(p).name for p in written) == [p.stem + '.png' for p in inputs]
+    for source in inputs:
+        drawn, original = pixels(tmp_path / f'{source.stem}.png'), pixels(source)
+        assert drawn.shape == original.shape
+        # Class 1 everywhere: the whole image is blended with its colour (128, 0, 0) at opacity 0.5; only the
+        # class-name label drawn on top differs more.
+        blended = 0.5 * original + 0.5 * np.array([128, 0, 0])
+        close = np.all(np.abs(drawn - blended) <= 2, axis=-1)
+        assert 0.8 < close.mean() < 1.0, close.mean()
+
+
+def test_detections_are_drawn_and_nothing_is_drawn_below_the_threshold(images, det_checkpoint, tmp_path):
+    source = sorted(images.glob('*.jpg'))[0]
+    drawn = infer.run(str(DET_CONFIG), str(det_checkpoint), str(source), str(tmp_path / 'boxes'), device='cpu')
+    assert drawn == [str(tmp_path / 'boxes' / f'{source.stem}.png')]
+    changed = np.any(pixels(Path(drawn[0])) != pixels(source), axis=-1)
+    assert changed.mean() > 0.05  # box outlines and their "circle: 1.00" labels
+
+    # The same model with a threshold above every score draws nothing: the output is the image itself.
+    blank = infer.run(str(DET_CONFIG), str(det_checkpoint), str(source), str(tmp_path / 'none'), device='cpu',
+                      score_thr=1.01)
+    assert np.array_equal(pixels(Path(blank[0])), pixels(source))
+
+
+def test_task_follows_the_config():
+    assert infer.detect_task(Config.fromfile(str(SEG_CONFIG))) == 'seg'
+    assert infer.detect_task(Config.fromfile(str(DET_CONFIG))) == 'det'
+
+
+def test_inference_pipeline_drops_ground_truth_steps():
+    steps = [s['type'] for s in infer.inference_pipeline(Config.fromfile(str(SEG_CONFIG)))]
+    assert steps == ['CheckedLoadImageFromFile', 'PackSegInputs']
+
+
+def test_command_line(images, seg_checkpoint, tmp_path):
+    result = subprocess.run([sys.executable, 'tools/infer.py', str(SEG_CONFIG), str(seg_checkpoint), str(images),
+                             '--out', str(tmp_path), '--device', 'cpu'], cwd=ROOT, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert '3 image(s) drawn' in result.stdout
+    assert len(list(tmp_path.glob('*.png'))) == 3
+
+
+def test_missing_input_is_reported(seg_checkpoint, tmp_path):
+    with pytest.raises(SystemExit, match='no such image or folder'):
+        infer.run(str(SEG_CONFIG), str(seg_checkpoint), str(tmp_path / 'nope.jpg'), str(tmp_path))
