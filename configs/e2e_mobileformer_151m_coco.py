@@ -1,0 +1,7 @@
+# E2E-MF-151M on COCO 2017: the 508M recipe with the 151M backbone and a narrower head, for quick runs
+# (no paper number; our parameter and MAdds counts are in the README).
+_base_ = './e2e_mobileformer_508m_coco.py'
+model = dict(
+    backbone=dict(arch='151m', init_cfg=dict(checkpoint='checkpoints/mobileformer_151m.pth')),
+    decoder=dict(token_dim=192, channels=(256, 128, 96), num_blocks=(2, 2, 2), expansion=4),
+    bbox_head=dict(embed_dims=192))

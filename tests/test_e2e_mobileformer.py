@@ -1,0 +1,212 @@
+"""E2E-MF (Mobile-Former as DETR backbone and head): shapes, parameter and MAdds budgets, the matcher
+wiring (a perfect prediction costs ~nothing, permuting queries changes nothing), padding masks, and a
+short train -> test run on generated data."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from mmdet.structures import DetDataSample
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmengine.structures import InstanceData
+
+import mvdense  # noqa: F401
+from mvdense.datasets import generate_synthetic_dataset
+from mvdense.models.e2e_mobileformer import PositionalMobileToFormer, detector_madds
+from mvdense.models.layers import count_parameters
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / 'configs/demo/e2e_mobileformer_151m_synthetic.py'
+PAPER_508M = dict(params=26.6e6, madds=41.4e9)
+# Our counts (README), kept exact so that an accidental change of the head shows.
+PARAMS = {'508m': 26_894_589, '151m': 9_863_265}
+
+
+def load(config: str | Path) -> Config:
+    cfg = Config.fromfile(str(config))
+    cfg.model.backbone.init_cfg = None
+    return cfg
+
+
+def build(model_cfg):
+    from mmdet.registry import MODELS
+
+    init_default_scope('mmdet')
+    model = MODELS.build(copy.deepcopy(model_cfg))
+    model.init_weights()
+    return model
+
+
+def sample(height: int, width: int, boxes=None, labels=None, batch_shape=None) -> DetDataSample:
+    data = DetDataSample(metainfo=dict(img_shape=(height, width), ori_shape=(height, width),
+                                       batch_input_shape=batch_shape or (height, width), scale_factor=(1.0, 1.0)))
+    if boxes is not None:
+        data.gt_instances = InstanceData(bboxes=torch.tensor(boxes, dtype=torch.float32),
+                                         labels=torch.tensor(labels))
+    return data
+
+
+@pytest.fixture(scope='module')
+def model_508m():
+    return build(load(ROOT / 'configs/e2e_mobileformer_508m_coco.py').model)
+
+
+def test_508m_parameters_within_5_percent_of_paper(model_508m):
+    assert count_parameters(model_508m) == PARAMS['508m']
+    assert abs(PARAMS['508m'] / PAPER_508M['params'] - 1) < 0.05
+
+
+def test_508m_madds_within_5_percent_of_paper_at_800x1333(model_508m):
+    assert abs(detector_madds(model_508m, (1, 3, 800, 1333)) / PAPER_508M['madds'] - 1) < 0.05
+
+
+def test_output_shapes_and_predictions():
+    cfg = load(ROOT / 'configs/e2e_mobileformer_151m_coco.py')
+    model = build(cfg.model).eval()
+    assert count_parameters(model) == PARAMS['151m']
+    samples = [sample(128, 160), sample(128, 160)]
+    with torch.no_grad():
+        cls_scores, bbox_preds = model._forward(torch.rand(2, 3, 128, 160), samples)
+        results = model.predict(torch.rand(2, 3, 128, 160), samples)
+    layers = sum(cfg.model.decoder.num_blocks)
+    assert cls_scores.shape == (layers, 2, 100, 81)       # softmax classes + no-object
+    assert bbox_preds.shape == (layers, 2, 100, 4)
+    assert bbox_preds.min() >= 0 and bbox_preds.max() <= 1   # sigmoid cx, cy, w, h
+    instances = results[0].pred_instances
+    assert instances.bboxes.shape == (100, 4) and instances.scores.shape == (100,)
+
+
+def test_padding_mask_hides_padded_pixels_from_the_queries():
+    bridge = PositionalMobileToFormer(16, 32).eval()
+    x, tokens, pos = torch.randn(1, 16, 6, 5), torch.randn(1, 4, 32), torch.randn(1, 16, 6, 5)
+    mask = torch.zeros(1, 6, 5, dtype=torch.bool)
+    mask[:, 4:] = True
+    changed = x.clone()
+    changed[:, :, 4:] = 100.0
+    out = bridge(x, tokens, pos, mask.flatten(1))
+    assert torch.allclose(out, bridge(changed, tokens, pos, mask.flatten(1)), atol=1e-6)
+    assert not torch.allclose(out, bridge(changed, tokens, pos, None), atol=1e-3)
+
+
+def test_padded_batch_builds_masks_and_runs():
+    model = build(load(DEMO).model).eval()
+    samples = [sample(96, 128, batch_shape=(128, 128)), sample(128, 128)]
+    with torch.no_grad():
+        cls_scores, _ = model._forward(torch.rand(2, 3, 128, 128), samples)
+    assert torch.isfinite(cls_scores).all()
+
+
+def _matched_outputs(head, gt_boxes, gt_labels, size, num_queries, slots, layers=2):
+    """Per-layer outputs [L, 1, N, C] / [L, 1, N, 4] where query ``slots[i]`` predicts ground truth i
+    exactly and with a confident correct class, and every other query confidently predicts nothing."""
+    num_classes = head.num_classes
+    sigmoid = head.loss_cls.use_sigmoid
+    logits = torch.full((num_queries, head.cls_out_channels), -20.0)
+    if not sigmoid:
+        logits[:, num_classes] = 20.0                       # no-object
+    boxes = torch.rand(num_queries, 4) * 0.3 + 0.2
+    height, width = size
+    for slot, box, label in zip(slots, gt_boxes, gt_labels):
+        logits[slot] = -20.0
+        logits[slot, label] = 20.0
+        x1, y1, x2, y2 = box
+        boxes[slot] = torch.tensor([(x1 + x2) / 2 / width, (y1 + y2) / 2 / height,
+                                    (x2 - x1) / width, (y2 - y1) / height])
+    return logits.expand(layers, 1, -1, -1).clone(), boxes.expand(layers, 1, -1, -1).clone()
+
+
+def _total_loss(head, cls_scores, bbox_preds, gt, metas):
+    losses = head.loss_by_feat(cls_scores, bbox_preds, [gt], metas)
+    return sum(v for v in losses.values()).item()
+
+
+@pytest.mark.parametrize('config', ['configs/e2e_mobileformer_151m_coco.py', str(DEMO)],
+                         ids=['softmax-ce', 'focal'])
+def test_matcher_wiring(config):
+    from mmdet.registry import MODELS
+
+    init_default_scope('mmdet')
+    cfg = load(ROOT / config)
+    head_cfg = dict(cfg.model.bbox_head, train_cfg=cfg.model.train_cfg, test_cfg=cfg.model.test_cfg)
+    head = MODELS.build(head_cfg)
+    size, num_queries = (320, 320), 12
+    boxes, labels = [[20.0, 30.0, 120.0, 90.0], [150.0, 160.0, 300.0, 310.0], [60, 200, 100, 260]], [1, 0, 2]
+    gt = InstanceData(bboxes=torch.tensor(boxes), labels=torch.tensor(labels))
+    metas = [dict(img_shape=size)]
+
+    cls_scores, bbox_preds = _matched_outputs(head, boxes, labels, size, num_queries, slots=[7, 2, 10])
+    perfect = _total_loss(head, cls_scores, bbox_preds, gt, metas)
+    assert perfect < 1e-3
+
+    # Any order of the queries is the same set of predictions: the Hungarian matching finds it.
+    order = torch.randperm(num_queries, generator=torch.Generator().manual_seed(0))
+    assert _total_loss(head, cls_scores[:, :, order], bbox_preds[:, :, order], gt, metas) == pytest.approx(
+        perfect, abs=1e-5)
+    # Also for an arbitrary (imperfect) prediction.
+    torch.manual_seed(0)
+    noisy_cls, noisy_box = torch.randn_like(cls_scores), torch.rand_like(bbox_preds) * 0.5 + 0.1
+    noisy = _total_loss(head, noisy_cls, noisy_box, gt, metas)
+    assert _total_loss(head, noisy_cls[:, :, order], noisy_box[:, :, order], gt, metas) == pytest.approx(
+        noisy, rel=1e-5)
+    # And the loss is not blind: a wrong class or a shifted box costs.
+    wrong = cls_scores.clone()
+    wrong[:, :, [7, 2]] = wrong[:, :, [2, 7]]
+    assert _total_loss(head, wrong, bbox_preds, gt, metas) > 1.0
+    assert noisy > 1.0
+
+
+def test_loss_falls_on_a_fixed_batch():
+    torch.manual_seed(0)
+    model = build(load(DEMO).model).train()
+    images = torch.rand(2, 3, 128, 128)
+    samples = [sample(128, 128, [[10.0, 20.0, 70.0, 90.0]], [0]),
+               sample(128, 128, [[40.0, 30.0, 120.0, 110.0], [5.0, 5.0, 35.0, 40.0]], [2, 1])]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(12):
+        loss = sum(v for v in model.loss(images, samples).values())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert sum(losses[-3:]) / 3 < 0.7 * sum(losses[:3]) / 3, losses
+
+
+def test_train_then_test_with_the_runner(tmp_path):
+    """The demo config through mmengine's Runner (what tools/train.py and tools/test.py build): two epochs
+    on 8 generated images, a checkpoint, then the test loop's COCO metrics from that checkpoint."""
+    from mvdense.runner import build_runner
+
+    data_root = tmp_path / 'data'
+    generate_synthetic_dataset(data_root, num_train=8, num_val=4, image_size=(128, 128), seed=3)
+    cfg = Config.fromfile(str(DEMO))
+    cfg.work_dir = str(tmp_path / 'work')
+    cfg.launcher = 'none'
+    for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
+        loader.update(batch_size=4, num_workers=0, persistent_workers=False)
+        loader.dataset.data_root = f'{data_root}/'
+        for step in loader.dataset.pipeline:
+            if step.type == 'Resize':
+                step.scale = (128, 128)
+    for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
+        evaluator.ann_file = f'{data_root}/annotations/instances_val.json'
+    cfg.train_cfg.update(max_epochs=2, val_interval=100)
+    cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
+    cfg.default_hooks.logger.interval = 1
+    cfg.log_processor = dict(window_size=1)
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=2)
+    build_runner(cfg).train()
+    checkpoint = tmp_path / 'work' / 'epoch_2.pth'
+    assert checkpoint.is_file()
+
+    cfg.load_from = str(checkpoint)
+    metrics = build_runner(cfg).test()
+    assert 0.0 <= metrics['coco/bbox_mAP_50'] <= 1.0
+    records = [json.loads(line) for path in (tmp_path / 'work').glob('*/vis_data/scalars.json')
+               for line in path.read_text().splitlines()]
+    losses = [r['loss'] for r in records if 'loss' in r]
+    assert len(losses) == 4 and all(torch.isfinite(torch.tensor(losses)))
