@@ -1,0 +1,149 @@
+"""ONNX export of the raw-output wrappers, and onnxruntime sessions to run and check the exports.
+
+We use PyTorch's TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``): the torch.export
+based one (the default since torch 2.9) needs the ``onnxscript`` package, which the pinned stack does
+not install. The traced graph is checked against torch eager by :func:`max_output_difference`.
+
+What is dynamic in the exported graph:
+
+* batch: always (axis 0 of the input and of every output);
+* height and width: for segmentors (default), any size >= 32: MobileViT's resize to a multiple of the
+  patch size and the final resize to the input size follow the input. For detectors the size is fixed
+  by default: SSD's priors are laid out for one input size (320x320 in our configs), so the graph is
+  traced at that size and the post-processing's priors match it. ``dynamic_size=True`` exports a
+  detector at any size anyway (priors must then be generated for the size used).
+"""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .build import DETECTION, task_of
+from .postprocess import DetectionPostProcess
+from .wrappers import output_names, raw_network
+
+DEFAULT_OPSET = 17
+
+
+def dynamic_axes_for(outputs: list[str], dynamic_size: bool) -> dict[str, dict[int, str]]:
+    """Dynamic axes of the input ``image`` and of the outputs (spatial ones only for 4-D outputs)."""
+    image_axes = {0: 'batch', 2: 'height', 3: 'width'} if dynamic_size else {0: 'batch'}
+    axes = {'image': image_axes}
+    for name in outputs:
+        spatial = name == 'seg_logits' and dynamic_size
+        # A detector's prior count follows the input size too.
+        axes[name] = {0: 'batch', 2: 'height', 3: 'width'} if spatial else \
+            ({0: 'batch', 1: 'priors'} if dynamic_size else {0: 'batch'})
+    return axes
+
+
+def export_model(model: nn.Module, path: str, input_size: tuple[int, int], dynamic_size: bool | None = None,
+                 opset: int = DEFAULT_OPSET) -> dict[str, Any]:
+    """Exports an mmdet detector / mmseg segmentor's raw network to ``path`` and writes ``path + '.json'``.
+
+    The JSON holds what running the graph needs: input and output names and layout, which axes are
+    dynamic, and for detectors the post-processing parameters (:class:`DetectionPostProcess`, priors
+    included). Returns that metadata.
+    """
+    task = task_of(model)
+    if dynamic_size is None:
+        dynamic_size = task != DETECTION
+    names = output_names(model)
+    example = torch.rand(1, 3, *input_size, generator=torch.Generator().manual_seed(0)) * 255
+    export_module(raw_network(model), example, path, names, dynamic_axes_for(names, dynamic_size), opset)
+    metadata = export_metadata(model, task, names, input_size, dynamic_size, opset)
+    with open(path + '.json', 'w') as file:
+        json.dump(metadata, file)
+    return metadata
+
+
+@contextmanager
+def traced_for_any_size(module: nn.Module, any_size: bool) -> Iterator[None]:
+    """Sets ``trace_any_size`` on the submodules that have it (MobileViT blocks: whether a trace keeps
+    the resizes a size may need), restoring it afterwards."""
+    blocks = [m for m in module.modules() if hasattr(m, 'trace_any_size')]
+    saved = [m.trace_any_size for m in blocks]
+    for block in blocks:
+        block.trace_any_size = any_size
+    try:
+        yield
+    finally:
+        for block, value in zip(blocks, saved):
+            block.trace_any_size = value
+
+
+def export_module(module: nn.Module, example: Tensor, path: str, names: list[str] | None = None,
+                  dynamic_axes: dict | None = None, opset: int = DEFAULT_OPSET) -> None:
+    """Exports ``module(example)`` (one image input named ``image``) with the TorchScript exporter.
+
+    The graph takes any height and width when ``dynamic_axes['image']`` names axes 2 and 3, else only
+    the example's.
+    """
+    any_size = {2, 3} <= set((dynamic_axes or {}).get('image', {}))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with warnings.catch_warnings(), traced_for_any_size(module, any_size):
+        # The TorchScript exporter warns that it is deprecated, and the tracer about every Python value
+        # taken from a shape; the graphs are checked against eager at other sizes instead (tests).
+        warnings.simplefilter('ignore', category=DeprecationWarning)
+        warnings.simplefilter('ignore', category=torch.jit.TracerWarning)
+        with torch.no_grad():
+            torch.onnx.export(module.eval(), (example,), path, dynamo=False, opset_version=opset,
+                              input_names=['image'], output_names=names, dynamic_axes=dynamic_axes,
+                              do_constant_folding=True)
+
+
+def export_metadata(model: nn.Module, task: str, names: list[str], input_size: tuple[int, int],
+                    dynamic_size: bool, opset: int) -> dict[str, Any]:
+    """The JSON written next to an export."""
+    normalizer = raw_network(model).normalizer
+    metadata: dict[str, Any] = {
+        'task': task,
+        'input': {'name': 'image', 'layout': 'float32 [B, 3, H, W], 0-255, channel order as loaded (BGR)',
+                  'traced_size': list(input_size), 'dynamic_batch': True, 'dynamic_size': dynamic_size,
+                  'in_graph': {'swap_channels': normalizer.swap_channels,
+                               'mean': normalizer.mean.flatten().tolist(),
+                               'std': (1 / normalizer.inv_std).flatten().tolist()}},
+        'outputs': names,
+        'opset': opset,
+    }
+    if task == DETECTION:
+        metadata['postprocess'] = DetectionPostProcess.from_detector(model, input_size).to_dict()
+    else:
+        metadata['align_corners'] = bool(model.decode_head.align_corners)
+        metadata['class_names'] = list((getattr(model, 'dataset_meta', None) or {}).get('classes', ()))
+    return metadata
+
+
+def make_session(path: str, threads: int = 1):
+    """An onnxruntime CPU session: all graph optimisations, ``threads`` intra-op threads, sequential."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+
+
+def run_session(session, image: Tensor | np.ndarray) -> list[np.ndarray]:
+    """Runs the exported graph on ``image`` [B, 3, H, W]; returns its outputs in order."""
+    array = image.numpy() if isinstance(image, Tensor) else image
+    return session.run(None, {'image': np.ascontiguousarray(array, dtype=np.float32)})
+
+
+def max_output_difference(model: nn.Module, session, image: Tensor) -> list[float]:
+    """Max |onnxruntime - torch eager| per output of the raw network on ``image``."""
+    with torch.no_grad():
+        expected = raw_network(model)(image)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    got = run_session(session, image)
+    return [float(np.abs(g - e.numpy()).max()) for g, e in zip(got, expected)]

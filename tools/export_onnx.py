@@ -1,0 +1,92 @@
+"""Export a detector or segmentor config to ONNX (raw outputs; post-processing outside the graph).
+
+    python tools/export_onnx.py CONFIG [CHECKPOINT] [--out FILE] [--input-size H W] [--dynamic-size]
+        [--static-size] [--opset N] [--no-verify] [--cfg-options KEY=VALUE ...]
+
+Writes FILE (default ``work_dirs/onnx/<config name>.onnx``) and FILE.json, which describes the input
+(float32 [B, 3, H, W], 0-255, BGR as loaded; channel swap and mean/std are in the graph), the outputs,
+which axes are dynamic and, for detectors, the post-processing (priors, box coder, test_cfg) that
+``mvdense.deploy.postprocess.DetectionPostProcess.from_json`` reads:
+
+* detectors: ``cls_logits`` [B, A, C + 1] and ``box_deltas`` [B, A, 4]; dynamic batch; the input size is
+  fixed (default 320 x 320, what SSD's priors are laid out for) unless ``--dynamic-size``;
+* segmentors: ``seg_logits`` [B, K, H, W] at the input size; dynamic batch, height and width (any
+  size >= 32; the traced size defaults to 512 x 512) unless ``--static-size``.
+
+Without CHECKPOINT the weights are random (for timing and for checking the graph). The export is
+checked: onnxruntime and torch eager are run on a batch of 2 at the traced size (and, when the size is
+dynamic, at an odd size) and the largest difference is printed; above 1e-4 the tool exits with an error.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mmengine.config import DictAction  # noqa: E402
+
+TOLERANCE = 1e-4
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Export an mvdense config to ONNX (raw outputs)')
+    parser.add_argument('config', help='mmdet or mmseg config file')
+    parser.add_argument('checkpoint', nargs='?', help='checkpoint to load (default: random weights)')
+    parser.add_argument('--out', help='output file (default: work_dirs/onnx/<config name>.onnx)')
+    parser.add_argument('--input-size', nargs=2, type=int, metavar=('H', 'W'),
+                        help='traced input size (default: 320 320 for detectors, 512 512 for segmentors)')
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument('--dynamic-size', action='store_true', default=None,
+                      help='dynamic height and width for a detector too (priors must then match the size)')
+    size.add_argument('--static-size', dest='dynamic_size', action='store_false',
+                      help='fixed height and width for a segmentor')
+    parser.add_argument('--opset', type=int, default=17)
+    parser.add_argument('--no-verify', action='store_true', help='skip the onnxruntime check')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                        help='override config settings, e.g. model.test_cfg.score_thr=0.3')
+    return parser.parse_args(argv)
+
+
+def verify(model, path: str, input_size: tuple[int, int], dynamic_size: bool) -> float:
+    """Largest |onnxruntime - eager| over the outputs, on a batch of 2 (and an odd size when dynamic)."""
+    import torch
+
+    from mvdense.deploy.onnx_export import make_session, max_output_difference
+
+    session = make_session(path)
+    sizes = [input_size] + ([(input_size[0] // 2 + 1, input_size[1] // 3 + 1)] if dynamic_size else [])
+    worst = 0.0
+    for height, width in sizes:
+        image = torch.rand(2, 3, height, width, generator=torch.Generator().manual_seed(0)) * 255
+        difference = max(max_output_difference(model, session, image))
+        print(f'onnxruntime vs torch eager at 2x3x{height}x{width}: max abs difference {difference:.2e}')
+        worst = max(worst, difference)
+    return worst
+
+
+def main(argv: list[str] | None = None) -> str:
+    args = parse_args(argv)
+    if not os.path.isfile(args.config):
+        raise SystemExit(f'config file not found: {args.config}')
+    if args.checkpoint and not os.path.isfile(args.checkpoint):
+        raise SystemExit(f'checkpoint not found: {args.checkpoint}')
+    from mvdense.deploy.build import DETECTION, build_model
+    from mvdense.deploy.onnx_export import export_model
+
+    built = build_model(args.config, args.checkpoint, args.cfg_options)
+    input_size = tuple(args.input_size) if args.input_size else \
+        ((320, 320) if built.task == DETECTION else (512, 512))
+    out = args.out or os.path.join('work_dirs', 'onnx', os.path.splitext(os.path.basename(args.config))[0] + '.onnx')
+    metadata = export_model(built.model, out, input_size, args.dynamic_size, args.opset)
+    dynamic = metadata['input']['dynamic_size']
+    print(f'wrote {out} and {out}.json: {built.task}, outputs {metadata["outputs"]}, traced at '
+          f'{input_size[0]}x{input_size[1]}, dynamic batch, {"dynamic" if dynamic else "fixed"} height/width')
+    if not args.no_verify and verify(built.model, out, input_size, dynamic) > TOLERANCE:
+        raise SystemExit(f'onnxruntime differs from torch eager by more than {TOLERANCE}')
+    return out
+
+
+if __name__ == '__main__':
+    main()
