@@ -6,7 +6,7 @@ DEMO_DATA ?= data/synthetic
 DEMO_WORK_DIR = work_dirs/demo/$(basename $(notdir $(DEMO_CONFIG)))
 TEST_ARGS ?=
 
-.PHONY: setup demo demo-seg demo-mobileformer test lint bench clean-demo
+.PHONY: setup demo demo-seg demo-mobileformer test lint clean-demo
 
 setup:
 	@bash tools/setup_env.sh

@@ -55,7 +55,7 @@ max_epochs = 16
 train_cfg = dict(max_epochs=max_epochs, val_interval=2)
 optim_wrapper = dict(
     optimizer=dict(lr=5e-4, weight_decay=1e-4),
-        paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=1.0, decay_mult=1.0)}))
+    paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=1.0, decay_mult=1.0)}))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=50),
     dict(type='CosineAnnealingLR', eta_min=1e-5, begin=0, end=max_epochs, T_max=max_epochs, by_epoch=True,
