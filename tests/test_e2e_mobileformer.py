@@ -1,29 +1,31 @@
 """E2E-MF (Mobile-Former as DETR backbone and head): shapes, parameter and MAdds budgets, the matcher
-wiring (a perfect prediction costs ~nothing, permuting queries changes nothing), padding masks, and a
-short train -> test run on generated data."""
+wiring (a perfect prediction costs ~nothing, permuting queries changes nothing), reference boxes (grid,
+block-by-block refinement, spatial prior), padding masks, and a short train -> test run on generated data."""
 from __future__ import annotations
 
 import copy
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from mmdet.structures import DetDataSample
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
+from PIL import Image
 
 import mvdense  # noqa: F401
 from mvdense.datasets import generate_synthetic_dataset
-from mvdense.models.e2e_mobileformer import PositionalMobileToFormer, detector_madds
+from mvdense.models.e2e_mobileformer import PositionalMobileToFormer, box_prior, detector_madds, pixel_anchors
 from mvdense.models.layers import count_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / 'configs/demo/e2e_mobileformer_151m_synthetic.py'
 PAPER_508M = dict(params=26.6e6, madds=41.4e9)
 # Our counts (README), kept exact so that an accidental change of the head shows.
-PARAMS = {'508m': 26_894_589, '151m': 9_863_265}
+PARAMS = {'508m': 27_290_448, '151m': 10_081_844}
 
 
 def load(config: str | Path) -> Config:
@@ -68,12 +70,12 @@ def test_output_shapes_and_predictions():
     cfg = load(ROOT / 'configs/e2e_mobileformer_151m_coco.py')
     model = build(cfg.model).eval()
     assert count_parameters(model) == PARAMS['151m']
-    samples = [sample(128, 160), sample(128, 160)]
+    samples = [sample(160, 224), sample(160, 224)]     # a 10 x 14 proposal map (stride 16): >= 100 queries
     with torch.no_grad():
-        cls_scores, bbox_preds = model._forward(torch.rand(2, 3, 128, 160), samples)
-        results = model.predict(torch.rand(2, 3, 128, 160), samples)
+        cls_scores, bbox_preds = model._forward(torch.rand(2, 3, 160, 224), samples)
+        results = model.predict(torch.rand(2, 3, 160, 224), samples)
     layers = sum(cfg.model.decoder.num_blocks)
-    assert cls_scores.shape == (layers, 2, 100, 81)       # softmax classes + no-object
+    assert cls_scores.shape == (layers, 2, 100, 80)       # sigmoid (focal) classes, no no-object column
     assert bbox_preds.shape == (layers, 2, 100, 4)
     assert bbox_preds.min() >= 0 and bbox_preds.max() <= 1   # sigmoid cx, cy, w, h
     instances = results[0].pred_instances
@@ -90,6 +92,83 @@ def test_padding_mask_hides_padded_pixels_from_the_queries():
     out = bridge(x, tokens, pos, mask.flatten(1))
     assert torch.allclose(out, bridge(changed, tokens, pos, mask.flatten(1)), atol=1e-6)
     assert not torch.allclose(out, bridge(changed, tokens, pos, None), atol=1e-3)
+
+
+def test_pixel_anchors_are_centred_on_pixels_of_the_valid_region():
+    anchors = pixel_anchors(1, (2, 4), None, 0.1, torch.device('cpu'))
+    assert anchors.shape == (1, 8, 4)
+    assert anchors[0, :4, 0].tolist() == pytest.approx([0.125, 0.375, 0.625, 0.875])    # first row, x
+    assert anchors[0, ::4, 1].tolist() == pytest.approx([0.25, 0.75])                  # first column, y
+    assert (anchors[..., 2:] == 0.1).all()
+    mask = torch.zeros(1, 2, 4, dtype=torch.bool)
+    mask[:, :, 2:] = True                                    # right half padded: x relative to 2 columns
+    assert pixel_anchors(1, (2, 4), mask, 0.1, torch.device('cpu'))[0, :2, 0].tolist() == pytest.approx([0.25, 0.75])
+
+
+def test_box_prior_peaks_at_the_box_centre_of_the_valid_region():
+    boxes = torch.tensor([[[0.25, 0.75, 0.2, 0.4]]])                               # [B=1, N=1, 4]
+    prior = box_prior(boxes, (8, 8), None, tau=0.5).view(8, 8)
+    # Pixel centres at (i + 0.5) / 8: x = 0.25 lies between columns 1 and 2, y = 0.75 between rows 5 and 6.
+    peak = divmod(int(prior.argmax()), 8)
+    assert peak in {(5, 1), (5, 2), (6, 1), (6, 2)}
+    assert prior[5, 1] == pytest.approx(-0.5 * ((0.0625 / 0.1) ** 2 + (0.0625 / 0.2) ** 2))
+    assert (prior <= 0).all() and prior[0, 7] < prior[5, 1] - 10     # far pixels: strongly down-weighted
+    # With the right half padded, coordinates are relative to the 4 valid columns: x = 0.25 is column 0/1.
+    mask = torch.zeros(1, 8, 8, dtype=torch.bool)
+    mask[:, :, 4:] = True
+    padded = box_prior(boxes, (8, 8), mask, tau=0.5).view(8, 8)
+    assert padded[5, 0] == pytest.approx(padded[5, 1]) and padded[5, 0] > padded[5, 2]
+
+
+def test_spatial_prior_keeps_a_query_on_its_box():
+    """With a sharp prior, what lies far outside a query's reference box barely moves it; inside it does."""
+    torch.manual_seed(0)
+    bridge = PositionalMobileToFormer(16, 32).eval()
+    x, tokens = torch.randn(1, 16, 16, 16), torch.randn(1, 1, 32)
+    bias = box_prior(torch.tensor([[[0.2, 0.2, 0.15, 0.15]]]), (16, 16), None, tau=0.5)
+    far, near = x.clone(), x.clone()
+    far[:, :, 10:, 10:] += 5.0
+    near[:, :, 2:5, 2:5] += 5.0
+    with torch.no_grad():
+        out = bridge(x, tokens, attn_bias=bias)
+        moved_far = (bridge(far, tokens, attn_bias=bias) - out).abs().max()
+        moved_near = (bridge(near, tokens, attn_bias=bias) - out).abs().max()
+        moved_far_without_prior = (bridge(far, tokens) - bridge(x, tokens)).abs().max()
+    assert moved_far < 1e-3 < moved_near
+    assert moved_far_without_prior > 100 * moved_far
+
+
+def test_queries_start_at_the_top_proposals_and_each_block_refines_the_boxes():
+    """The first references are the proposals with the highest class logits; block l + 1 starts from block
+    l's predicted boxes (the head's box outputs of layer l are the references of layer l + 1)."""
+    model = build(load(DEMO).model).eval()
+    images, samples = torch.rand(2, 3, 128, 128), [sample(128, 128), sample(128, 128)]
+    with torch.no_grad():
+        maps = model.extract_feat(images)[:-1]
+        logits, boxes = model.decoder.propose(maps)
+        head_inputs = model.forward_transformer(model.extract_feat(images), samples)
+        _, bbox_preds = model.bbox_head(**head_inputs)
+    assert logits.shape == (2, 64, 3) and boxes.shape == (2, 64, 4)      # 8 x 8 pixels at stride 16
+    references = head_inputs['references']
+    assert references.shape == bbox_preds.shape == (6, 2, 20, 4)
+    top = logits.max(-1).values.topk(20, dim=1).indices
+    assert torch.allclose(references[0], torch.stack([b[i] for b, i in zip(boxes, top)]))
+    assert torch.allclose(bbox_preds[:-1], references[1:], atol=1e-6)
+    # Training moves the boxes away from the references (the regression branch starts at zero).
+    model.bbox_head.fc_reg.layers[-1].bias.data.fill_(0.3)
+    with torch.no_grad():
+        refined = model.forward_transformer(model.extract_feat(images), samples)['references']
+    assert not torch.allclose(refined[1], references[1])
+
+
+def test_training_loss_includes_the_proposals_and_too_small_inputs_are_refused():
+    model = build(load(DEMO).model).train()
+    samples = [sample(128, 128, [[10.0, 20.0, 70.0, 90.0]], [0]), sample(128, 128, [[5.0, 5.0, 35.0, 40.0]], [2])]
+    losses = model.loss(torch.rand(2, 3, 128, 128), samples)
+    assert {'enc_loss_cls', 'enc_loss_bbox', 'enc_loss_iou', 'loss_cls', 'd0.loss_bbox'} <= set(losses)
+    assert all(torch.isfinite(v) for v in losses.values())
+    with pytest.raises(ValueError, match='fewer than the 20 queries'):
+        model.loss(torch.rand(2, 3, 64, 64), [sample(64, 64, [[1.0, 1.0, 9.0, 9.0]], [0])] * 2)
 
 
 def test_padded_batch_builds_masks_and_runs():
@@ -124,8 +203,7 @@ def _total_loss(head, cls_scores, bbox_preds, gt, metas):
     return sum(v for v in losses.values()).item()
 
 
-@pytest.mark.parametrize('config', ['configs/e2e_mobileformer_151m_coco.py', str(DEMO)],
-                         ids=['softmax-ce', 'focal'])
+@pytest.mark.parametrize('config', ['configs/e2e_mobileformer_151m_coco.py', str(DEMO)], ids=['coco', 'demo'])
 def test_matcher_wiring(config):
     from mmdet.registry import MODELS
 
@@ -176,9 +254,10 @@ def test_loss_falls_on_a_fixed_batch():
     assert sum(losses[-3:]) / 3 < 0.7 * sum(losses[:3]) / 3, losses
 
 
-def test_train_then_test_with_the_runner(tmp_path):
+def test_train_then_test_and_infer(tmp_path, infer_tool):
     """The demo config through mmengine's Runner (what tools/train.py and tools/test.py build): two epochs
-    on 8 generated images, a checkpoint, then the test loop's COCO metrics from that checkpoint."""
+    on 8 generated images, a checkpoint, then the test loop's COCO metrics from that checkpoint, and
+    tools/infer.py drawing its boxes."""
     from mvdense.runner import build_runner
 
     data_root = tmp_path / 'data'
@@ -210,3 +289,10 @@ def test_train_then_test_with_the_runner(tmp_path):
                for line in path.read_text().splitlines()]
     losses = [r['loss'] for r in records if 'loss' in r]
     assert len(losses) == 4 and all(torch.isfinite(torch.tensor(losses)))
+
+    source = sorted((data_root / 'val').glob('*.jpg'))[0]
+    drawn = infer_tool.run(str(DEMO), str(checkpoint), str(source), str(tmp_path / 'drawn'), device='cpu',
+                           score_thr=0.0)
+    assert drawn == [str(tmp_path / 'drawn' / f'{source.stem}.png')]
+    assert not np.array_equal(np.asarray(Image.open(drawn[0]).convert('RGB')),
+                              np.asarray(Image.open(source).convert('RGB')))       # every query's box drawn

@@ -200,6 +200,32 @@ def test_mobilevit_unfold_fold_and_resize_export_at_odd_sizes(tmp_path):
         assert max(_max_diffs(got, tuple(expected))) <= TOLERANCE
 
 
+def test_attention_exports_fused_for_onnxruntime_or_portable(tmp_path):
+    """Long attentions become onnxruntime's fused MultiHeadAttention (no [N, N] Softmax in the graph),
+    short ones stay plain; ``fused_attention=False`` writes plain ONNX. All match eager at odd sizes."""
+    import onnx
+
+    backbone = _randomize_batchnorms(MobileViT('xxs', out_indices=(4,)))
+    axes = {'image': {0: 'batch', 2: 'height', 3: 'width'}, 's32': {0: 'batch', 2: 'h', 3: 'w'}}
+    layers = sum(isinstance(m, nn.Linear) and m.out_features == 3 * m.in_features for m in backbone.modules())
+    assert layers == 9                                        # transformer layers of MobileViT-XXS: 2 + 4 + 3
+    image = torch.rand(2, 3, 97, 133)
+    with torch.no_grad():
+        expected = backbone(image)
+    ops = {}
+    # Traced at 128 x 128: 64, 16 and 4 tokens in the three MobileViT blocks (2 + 4 + 3 layers).
+    for name, kwargs in {'all': dict(fused_min_tokens=0), 'long': dict(fused_min_tokens=64),
+                         'none': dict(fused_attention=False)}.items():
+        path = str(tmp_path / f'{name}.onnx')
+        export_module(backbone, torch.rand(1, 3, 128, 128), path, ['s32'], axes, **kwargs)
+        ops[name] = [(node.domain, node.op_type) for node in onnx.load(path).graph.node]
+        assert max(_max_diffs(run_session(make_session(path), image), tuple(expected))) <= TOLERANCE
+    fused, softmax = ('com.microsoft', 'MultiHeadAttention'), ('', 'Softmax')
+    assert ops['all'].count(fused) == layers and softmax not in ops['all']
+    assert ops['long'].count(fused) == 2 and ops['long'].count(softmax) == layers - 2
+    assert ops['none'].count(softmax) == layers and not any(domain for domain, _ in ops['none'])
+
+
 # The smallest detector and segmentor of each backbone family (the larger archs differ only in widths and
 # depths; ``tools/export_onnx.py`` was run on every shipped config, see benchmarks/results.md).
 FAMILY_CONFIGS = ['configs/ssdlite_mobilevit_xxs_coco.py', 'configs/deeplabv3_mobilevit_xxs_voc.py',

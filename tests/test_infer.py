@@ -5,7 +5,6 @@ The models are constructed, not trained: their classifiers are set so that they 
 """
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -23,16 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SEG_CONFIG = ROOT / 'configs/demo/deeplabv3_mobilevit_xxs_synthetic.py'
 DET_CONFIG = ROOT / 'configs/demo/ssdlite_mobilevit_xxs_synthetic.py'
 CLASSES = ('circle', 'rectangle', 'triangle')
-
-
-def load_infer_tool():
-    spec = importlib.util.spec_from_file_location('mvdense_infer_tool', ROOT / 'tools' / 'infer.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-infer = load_infer_tool()
 
 
 @pytest.fixture(scope='module')
@@ -88,8 +77,8 @@ def pixels(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert('RGB'), dtype=np.int16)
 
 
-def test_segmentation_mask_is_drawn_over_each_image_of_a_folder(images, seg_checkpoint, tmp_path):
-    written = infer.run(str(SEG_CONFIG), str(seg_checkpoint), str(images), str(tmp_path), device='cpu')
+def test_segmentation_mask_is_drawn_over_each_image_of_a_folder(images, seg_checkpoint, tmp_path, infer_tool):
+    written = infer_tool.run(str(SEG_CONFIG), str(seg_checkpoint), str(images), str(tmp_path), device='cpu')
     inputs = sorted(images.glob('*.jpg'))
     assert sorted(Path(p).name for p in written) == [p.stem + '.png' for p in inputs]
     for source in inputs:
@@ -102,26 +91,26 @@ def test_segmentation_mask_is_drawn_over_each_image_of_a_folder(images, seg_chec
         assert 0.8 < close.mean() < 1.0, close.mean()
 
 
-def test_detections_are_drawn_and_nothing_is_drawn_below_the_threshold(images, det_checkpoint, tmp_path):
+def test_detections_are_drawn_and_nothing_is_drawn_below_the_threshold(images, det_checkpoint, tmp_path, infer_tool):
     source = sorted(images.glob('*.jpg'))[0]
-    drawn = infer.run(str(DET_CONFIG), str(det_checkpoint), str(source), str(tmp_path / 'boxes'), device='cpu')
+    drawn = infer_tool.run(str(DET_CONFIG), str(det_checkpoint), str(source), str(tmp_path / 'boxes'), device='cpu')
     assert drawn == [str(tmp_path / 'boxes' / f'{source.stem}.png')]
     changed = np.any(pixels(Path(drawn[0])) != pixels(source), axis=-1)
     assert changed.mean() > 0.05  # box outlines and their "circle: 1.00" labels
 
     # The same model with a threshold above every score draws nothing: the output is the image itself.
-    blank = infer.run(str(DET_CONFIG), str(det_checkpoint), str(source), str(tmp_path / 'none'), device='cpu',
+    blank = infer_tool.run(str(DET_CONFIG), str(det_checkpoint), str(source), str(tmp_path / 'none'), device='cpu',
                       score_thr=1.01)
     assert np.array_equal(pixels(Path(blank[0])), pixels(source))
 
 
-def test_task_follows_the_config():
-    assert infer.detect_task(Config.fromfile(str(SEG_CONFIG))) == 'seg'
-    assert infer.detect_task(Config.fromfile(str(DET_CONFIG))) == 'det'
+def test_task_follows_the_config(infer_tool):
+    assert infer_tool.detect_task(Config.fromfile(str(SEG_CONFIG))) == 'seg'
+    assert infer_tool.detect_task(Config.fromfile(str(DET_CONFIG))) == 'det'
 
 
-def test_inference_pipeline_drops_ground_truth_steps():
-    steps = [s['type'] for s in infer.inference_pipeline(Config.fromfile(str(SEG_CONFIG)))]
+def test_inference_pipeline_drops_ground_truth_steps(infer_tool):
+    steps = [s['type'] for s in infer_tool.inference_pipeline(Config.fromfile(str(SEG_CONFIG)))]
     assert steps == ['CheckedLoadImageFromFile', 'PackSegInputs']
 
 
@@ -134,6 +123,6 @@ def test_command_line(images, seg_checkpoint, tmp_path):
     assert len(list(tmp_path.glob('*.png'))) == 3
 
 
-def test_missing_input_is_reported(seg_checkpoint, tmp_path):
+def test_missing_input_is_reported(seg_checkpoint, tmp_path, infer_tool):
     with pytest.raises(SystemExit, match='no such image or folder'):
-        infer.run(str(SEG_CONFIG), str(seg_checkpoint), str(tmp_path / 'nope.jpg'), str(tmp_path))
+        infer_tool.run(str(SEG_CONFIG), str(seg_checkpoint), str(tmp_path / 'nope.jpg'), str(tmp_path))

@@ -1,7 +1,7 @@
 """Export a detector or segmentor config to ONNX (raw outputs; post-processing outside the graph).
 
     python tools/export_onnx.py CONFIG [CHECKPOINT] [--out FILE] [--input-size H W] [--dynamic-size]
-        [--static-size] [--opset N] [--no-verify] [--cfg-options KEY=VALUE ...]
+        [--static-size] [--opset N] [--portable-attention] [--no-verify] [--cfg-options KEY=VALUE ...]
 
 Writes FILE (default ``work_dirs/onnx/<config name>.onnx``) and FILE.json, which describes the input
 (float32 [B, 3, H, W], 0-255, BGR as loaded; channel swap and mean/std are in the graph), the outputs,
@@ -12,6 +12,9 @@ which axes are dynamic and, for detectors, the post-processing (priors, box code
   fixed (default 320 x 320, what SSD's priors are laid out for) unless ``--dynamic-size``;
 * segmentors: ``seg_logits`` [B, K, H, W] at the input size; dynamic batch, height and width (any
   size >= 32; the traced size defaults to 512 x 512) unless ``--static-size``.
+
+Attention is written as onnxruntime's fused ``com.microsoft.MultiHeadAttention`` (a flash-attention kernel
+on CPU); ``--portable-attention`` writes plain ONNX ops instead, for runtimes other than onnxruntime.
 
 Without CHECKPOINT the weights are random (for timing and for checking the graph). The export is
 checked: onnxruntime and torch eager are run on a batch of 2 at the traced size (and, when the size is
@@ -43,6 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     size.add_argument('--static-size', dest='dynamic_size', action='store_false',
                       help='fixed height and width for a segmentor')
     parser.add_argument('--opset', type=int, default=17)
+    parser.add_argument('--portable-attention', action='store_true',
+                        help="plain ONNX attention (MatMul/Softmax) instead of onnxruntime's fused contrib op")
     parser.add_argument('--no-verify', action='store_true', help='skip the onnxruntime check')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                         help='override config settings, e.g. model.test_cfg.score_thr=0.3')
@@ -79,10 +84,12 @@ def main(argv: list[str] | None = None) -> str:
     input_size = tuple(args.input_size) if args.input_size else \
         ((320, 320) if built.task == DETECTION else (512, 512))
     out = args.out or os.path.join('work_dirs', 'onnx', os.path.splitext(os.path.basename(args.config))[0] + '.onnx')
-    metadata = export_model(built.model, out, input_size, args.dynamic_size, args.opset)
+    metadata = export_model(built.model, out, input_size, args.dynamic_size, args.opset,
+                            fused_attention=not args.portable_attention)
     dynamic = metadata['input']['dynamic_size']
     print(f'wrote {out} and {out}.json: {built.task}, outputs {metadata["outputs"]}, traced at '
-          f'{input_size[0]}x{input_size[1]}, dynamic batch, {"dynamic" if dynamic else "fixed"} height/width')
+          f'{input_size[0]}x{input_size[1]}, dynamic batch, {"dynamic" if dynamic else "fixed"} height/width, '
+          f'attention: {metadata["attention"]}')
     if not args.no_verify and verify(built.model, out, input_size, dynamic) > TOLERANCE:
         raise SystemExit(f'onnxruntime differs from torch eager by more than {TOLERANCE}')
     return out

@@ -4,6 +4,14 @@ We use PyTorch's TorchScript-based exporter (``torch.onnx.export(..., dynamo=Fal
 based one (the default since torch 2.9) needs the ``onnxscript`` package, which the pinned stack does
 not install. The traced graph is checked against torch eager by :func:`max_output_difference`.
 
+Attention: by default every ``scaled_dot_product_attention`` over at least ``FUSED_ATTENTION_MIN_TOKENS``
+tokens (at the traced size) is exported as onnxruntime's ``com.microsoft.MultiHeadAttention`` contrib op
+(:func:`onnxruntime_attention`), which onnxruntime's CPU provider runs as a flash-attention kernel, so
+the [N, N] attention maps (1024 x 1024 per head for MobileViT's stride-8 block at 512 x 512) are never
+materialised. Shorter attentions stay MatMul -> Softmax -> MatMul, which onnxruntime runs faster there
+(benchmarks/results.md). Such a graph needs onnxruntime; ``fused_attention=False`` writes the plain ONNX
+form everywhere, which any runtime reads.
+
 What is dynamic in the exported graph:
 
 * batch: always (axis 0 of the input and of every output);
@@ -19,18 +27,66 @@ import json
 import os
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..models import layers
 from .build import DETECTION, task_of
 from .postprocess import DetectionPostProcess
 from .wrappers import output_names, raw_network
 
 DEFAULT_OPSET = 17
+ONNXRUNTIME_DOMAIN = 'com.microsoft'
+# Sequence length from which onnxruntime's fused attention beats the plain graph on our CPUs
+# (benchmarks/results.md: faster at 1024 tokens, slower at 256).
+FUSED_ATTENTION_MIN_TOKENS = 512
+
+
+class _MultiHeadAttention(torch.autograd.Function):
+    """``scaled_dot_product_attention`` [B, h, N, C] that exports as com.microsoft MultiHeadAttention.
+
+    The contrib op takes Q, K, V as [B, N, h * C] (default scale 1 / sqrt(C), as SDPA's) and returns
+    [B, N, h * C]; h and C are attributes, so they are passed here as Python ints taken while tracing
+    (the exporter's shape inference loses them behind the dynamic-batch reshapes)."""
+
+    @staticmethod
+    def forward(ctx, query: Tensor, key: Tensor, value: Tensor, heads: int, head_dim: int) -> Tensor:
+        return F.scaled_dot_product_attention(query, key, value)
+
+    @staticmethod
+    def symbolic(g, query, key, value, heads: int, head_dim: int):
+        def tokens_by_channels(x):      # [B, h, N, C] -> [B, N, h * C]
+            return g.op('Reshape', g.op('Transpose', x, perm_i=[0, 2, 1, 3]),
+                        g.op('Constant', value_t=torch.tensor([0, 0, heads * head_dim])))
+
+        out = g.op(f'{ONNXRUNTIME_DOMAIN}::MultiHeadAttention', tokens_by_channels(query),
+                   tokens_by_channels(key), tokens_by_channels(value), num_heads_i=heads)
+        out = g.op('Reshape', out, g.op('Constant', value_t=torch.tensor([0, 0, heads, head_dim])))
+        return g.op('Transpose', out, perm_i=[0, 2, 1, 3])
+
+
+@contextmanager
+def onnxruntime_attention(min_tokens: int = FUSED_ATTENTION_MIN_TOKENS) -> Iterator[None]:
+    """While active, an ONNX export writes :func:`mvdense.models.layers.attention` over >= ``min_tokens``
+    tokens (at the traced size) as onnxruntime's fused MultiHeadAttention, shorter ones as plain ONNX
+    (see the module docstring; the export needs ``custom_opsets={'com.microsoft': 1}``)."""
+
+    def fused_attention(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
+        if int(key.shape[2]) < min_tokens:
+            return F.scaled_dot_product_attention(query, key, value)
+        return _MultiHeadAttention.apply(query, key, value, int(query.shape[1]), int(query.shape[3]))
+
+    saved = layers.onnx_attention
+    layers.onnx_attention = fused_attention
+    try:
+        yield
+    finally:
+        layers.onnx_attention = saved
 
 
 def dynamic_axes_for(outputs: list[str], dynamic_size: bool) -> dict[str, dict[int, str]]:
@@ -46,20 +102,25 @@ def dynamic_axes_for(outputs: list[str], dynamic_size: bool) -> dict[str, dict[i
 
 
 def export_model(model: nn.Module, path: str, input_size: tuple[int, int], dynamic_size: bool | None = None,
-                 opset: int = DEFAULT_OPSET) -> dict[str, Any]:
+                 opset: int = DEFAULT_OPSET, fused_attention: bool = True) -> dict[str, Any]:
     """Exports an mmdet detector / mmseg segmentor's raw network to ``path`` and writes ``path + '.json'``.
 
     The JSON holds what running the graph needs: input and output names and layout, which axes are
     dynamic, and for detectors the post-processing parameters (:class:`DetectionPostProcess`, priors
-    included). Returns that metadata.
+    included). ``fused_attention``: onnxruntime's MultiHeadAttention for attention (module docstring).
+    Returns that metadata.
     """
     task = task_of(model)
     if dynamic_size is None:
         dynamic_size = task != DETECTION
     names = output_names(model)
     example = torch.rand(1, 3, *input_size, generator=torch.Generator().manual_seed(0)) * 255
-    export_module(raw_network(model), example, path, names, dynamic_axes_for(names, dynamic_size), opset)
+    export_module(raw_network(model), example, path, names, dynamic_axes_for(names, dynamic_size), opset,
+                  fused_attention)
     metadata = export_metadata(model, task, names, input_size, dynamic_size, opset)
+    metadata['attention'] = (f'{ONNXRUNTIME_DOMAIN}.MultiHeadAttention (onnxruntime) from '
+                             f'{FUSED_ATTENTION_MIN_TOKENS} tokens' if fused_attention else 'onnx')
+
     with open(path + '.json', 'w') as file:
         json.dump(metadata, file)
     return metadata
@@ -81,15 +142,18 @@ def traced_for_any_size(module: nn.Module, any_size: bool) -> Iterator[None]:
 
 
 def export_module(module: nn.Module, example: Tensor, path: str, names: list[str] | None = None,
-                  dynamic_axes: dict | None = None, opset: int = DEFAULT_OPSET) -> None:
+                  dynamic_axes: dict | None = None, opset: int = DEFAULT_OPSET, fused_attention: bool = True,
+                  fused_min_tokens: int = FUSED_ATTENTION_MIN_TOKENS) -> None:
     """Exports ``module(example)`` (one image input named ``image``) with the TorchScript exporter.
 
     The graph takes any height and width when ``dynamic_axes['image']`` names axes 2 and 3, else only
-    the example's.
+    the example's; attention over >= ``fused_min_tokens`` tokens is onnxruntime's fused op when
+    ``fused_attention``.
     """
     any_size = {2, 3} <= set((dynamic_axes or {}).get('image', {}))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with warnings.catch_warnings(), traced_for_any_size(module, any_size):
+    attention = onnxruntime_attention(fused_min_tokens) if fused_attention else nullcontext()
+    with warnings.catch_warnings(), traced_for_any_size(module, any_size), attention:
         # The TorchScript exporter warns that it is deprecated, and the tracer about every Python value
         # taken from a shape; the graphs are checked against eager at other sizes instead (tests).
         warnings.simplefilter('ignore', category=DeprecationWarning)
@@ -97,7 +161,8 @@ def export_module(module: nn.Module, example: Tensor, path: str, names: list[str
         with torch.no_grad():
             torch.onnx.export(module.eval(), (example,), path, dynamo=False, opset_version=opset,
                               input_names=['image'], output_names=names, dynamic_axes=dynamic_axes,
-                              do_constant_folding=True)
+                              do_constant_folding=True,
+                              custom_opsets={ONNXRUNTIME_DOMAIN: 1} if fused_attention else None)
 
 
 def export_metadata(model: nn.Module, task: str, names: list[str], input_size: tuple[int, int],

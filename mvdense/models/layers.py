@@ -5,6 +5,8 @@ compose these blocks from tables.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule
@@ -82,6 +84,11 @@ class SeparableConv(nn.Module):
         return self.pointwise(self.depthwise(x))
 
 
+# While an ONNX export wants a fused attention op (mvdense.deploy.onnx_export.onnxruntime_attention), the
+# function that writes it; None otherwise.
+onnx_attention: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None
+
+
 def attention(query: Tensor, key: Tensor, value: Tensor, dropout_p: float = 0.0) -> Tensor:
     """``F.scaled_dot_product_attention``, kept in float32 under CPU bfloat16 autocast.
 
@@ -90,6 +97,8 @@ def attention(query: Tensor, key: Tensor, value: Tensor, dropout_p: float = 0.0)
     backward; the gap is widest for the short sequences of the deeper stages), so the kernel runs in
     float32 while the projections around it stay in bfloat16.
     """
+    if onnx_attention is not None and torch.onnx.is_in_onnx_export():
+        return onnx_attention(query, key, value)
     if query.device.type == 'cpu' and torch.is_autocast_enabled('cpu'):
         with torch.autocast('cpu', enabled=False):
             return F.scaled_dot_product_attention(query.float(), key.float(), value.float(), dropout_p=dropout_p)
