@@ -371,14 +371,16 @@ class E2EMobileFormer(DetectionTransformer):
 
     Built like mmdet's ``DETR`` (``DetectionTransformer``): ``backbone`` must be a ``MobileFormer`` with
     ``with_tokens=True`` (its maps, fine to coarse, then its global tokens); ``decoder`` holds the
-    kwargs of :class:`MobileFormerDecoder` (no ``in_channels``/``backbone_token_dim``/``num_queries``:
-    they come from the backbone and ``num_queries``); ``positional_encoding`` optional kwargs of the sine
-    encoding; ``encoder`` and ``neck`` must be None (the backbone is the encoder); ``bbox_head`` a
-    ``DETRHead`` with ``embed_dims`` = the head's ``token_dim``.
+    kwargs of :class:`MobileFormerDecoder` (no ``in_channels``/``backbone_token_dim``/``num_queries``/
+    ``num_classes``: they come from the backbone, ``num_queries`` and the box head);
+    ``positional_encoding`` optional kwargs of the sine encoding; ``encoder`` and ``neck`` must be None
+    (the backbone is the encoder); ``bbox_head`` a ``DABDETRHead`` with ``embed_dims`` = the head's
+    ``token_dim``.
 
     The four DETR stages map to: ``pre_transformer`` (split maps/tokens, padding masks), ``forward_encoder``
-    (nothing: Mobile-Former's backbone already mixes global information through its tokens),
-    ``pre_decoder`` (initial tokens), ``forward_decoder`` (the head) -> ``hidden_states`` [L, B, N, d].
+    (no transformer: Mobile-Former's backbone already mixes global information through its tokens; only
+    the dense proposals), ``pre_decoder`` (initial tokens, reference boxes = top proposals),
+    ``forward_decoder`` (the head) -> ``hidden_states`` [L, B, N, d] and ``references`` [L, B, N, 4].
     """
 
     def _init_layers(self) -> None:
