@@ -97,5 +97,6 @@ def test_demo_config_classes_match_the_generator():
     from mvdense.datasets.synthetic import CLASSES
 
     cfg = Config.fromfile(str(CONFIG))
-    assert tuple(cfg.classes) == CLASSES
+    for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
+        assert tuple(loader.dataset.metainfo.classes) == CLASSES
     assert cfg.model.bbox_head.num_classes == len(CLASSES)

@@ -4,43 +4,21 @@
 # iterations from scratch: 20 queries (images hold a few shapes), no pretrained backbone (so the backbone
 # trains at the full lr, BN statistics updated), a 5x larger lr with a short warm-up and a cosine decay,
 # 8 images a batch, bfloat16 autocast and channels-last (as the other demos).
-_base_ = '../e2e_mobileformer_151m_coco.py'
+_base_ = ['../e2e_mobileformer_151m_coco.py', '../_base_/datasets/synthetic_coco.py']
 
-data_root = '{{$SYNTHETIC_ROOT:data/synthetic/}}'
-classes = ('circle', 'rectangle', 'triangle')  # mvdense.datasets.synthetic.CLASSES
-metainfo = dict(classes=classes)
-
-num_queries = 20
 model = dict(
-    num_queries=num_queries,
+    num_queries=20,
     backbone=dict(init_cfg=None, frozen_stages=-1, norm_eval=False),
-    bbox_head=dict(num_classes=len(classes)),
+    bbox_head=dict(num_classes=3),   # synthetic_classes
     # Sigmoid scores: the top (query, class) pairs, several per query.
     test_cfg=dict(max_per_img=50))
 
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', scale=(320, 320), keep_ratio=False),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(320, 320), keep_ratio=False),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
-]
-train_dataloader = dict(
-    batch_size=8, num_workers=1, persistent_workers=True,
-    dataset=dict(data_root=data_root, metainfo=metainfo, ann_file='annotations/instances_train.json',
-                 data_prefix=dict(img='train/'), pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=16, num_workers=1, persistent_workers=True,
-    dataset=dict(data_root=data_root, metainfo=metainfo, ann_file='annotations/instances_val.json',
-                 data_prefix=dict(img='val/'), pipeline=test_pipeline))
+train_dataloader = dict(batch_size=8, num_workers=1, persistent_workers=True,
+                        dataset={{_base_.synthetic_train_dataset}})
+val_dataloader = dict(batch_size=16, num_workers=1, persistent_workers=True,
+                      dataset={{_base_.synthetic_val_dataset}})
 test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json', classwise=True)
+val_evaluator = {{_base_.synthetic_evaluator}}
 test_evaluator = val_evaluator
 
 max_epochs = 24

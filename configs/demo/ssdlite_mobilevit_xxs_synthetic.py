@@ -1,32 +1,16 @@
 # The embedded default: SSDLite-MobileViT-XXS trained from scratch on the generated synthetic set
 # (`make demo`). Inherits the COCO config and changes only the data (root, classes, no pretrained
 # weights to load here) and the schedule (about 10 minutes on 2 CPU cores), and trains the CPU-fast way (bfloat16, channels-last).
-_base_ = '../ssdlite_mobilevit_xxs_coco.py'
+_base_ = ['../ssdlite_mobilevit_xxs_coco.py', '../_base_/datasets/synthetic_coco.py']
 
-data_root = '{{$SYNTHETIC_ROOT:data/synthetic/}}'
-classes = ('circle', 'rectangle', 'triangle')  # mvdense.datasets.synthetic.CLASSES
-metainfo = dict(classes=classes)
+model = dict(backbone=dict(init_cfg=None), bbox_head=dict(num_classes=3))   # synthetic_classes
 
-model = dict(backbone=dict(init_cfg=None), bbox_head=dict(num_classes=len(classes)))
-
-# Flips only: the SSD crop and photometric jitter of the COCO recipe slow a 10-minute run from scratch.
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', scale=(320, 320), keep_ratio=False),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs'),
-]
-train_dataloader = dict(
-    batch_size=16, num_workers=1, persistent_workers=True,
-    dataset=dict(data_root=data_root, metainfo=metainfo, ann_file='annotations/instances_train.json',
-                 data_prefix=dict(img='train/'), pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=16, num_workers=1, persistent_workers=True,
-    dataset=dict(data_root=data_root, metainfo=metainfo, ann_file='annotations/instances_val.json',
-                 data_prefix=dict(img='val/')))
+train_dataloader = dict(batch_size=16, num_workers=1, persistent_workers=True,
+                        dataset={{_base_.synthetic_train_dataset}})
+val_dataloader = dict(batch_size=16, num_workers=1, persistent_workers=True,
+                      dataset={{_base_.synthetic_val_dataset}})
 test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json', classwise=True)
+val_evaluator = {{_base_.synthetic_evaluator}}
 test_evaluator = val_evaluator
 
 max_epochs = 20
