@@ -117,10 +117,7 @@ def export_model(model: nn.Module, path: str, input_size: tuple[int, int], dynam
     example = torch.rand(1, 3, *input_size, generator=torch.Generator().manual_seed(0)) * 255
     export_module(raw_network(model), example, path, names, dynamic_axes_for(names, dynamic_size), opset,
                   fused_attention)
-    metadata = export_metadata(model, task, names, input_size, dynamic_size, opset)
-    metadata['attention'] = (f'{ONNXRUNTIME_DOMAIN}.MultiHeadAttention (onnxruntime) from '
-                             f'{FUSED_ATTENTION_MIN_TOKENS} tokens' if fused_attention else 'onnx')
-
+    metadata = export_metadata(model, task, names, input_size, dynamic_size, opset, fused_attention)
     with open(path + '.json', 'w') as file:
         json.dump(metadata, file)
     return metadata
@@ -166,7 +163,7 @@ def export_module(module: nn.Module, example: Tensor, path: str, names: list[str
 
 
 def export_metadata(model: nn.Module, task: str, names: list[str], input_size: tuple[int, int],
-                    dynamic_size: bool, opset: int) -> dict[str, Any]:
+                    dynamic_size: bool, opset: int, fused_attention: bool) -> dict[str, Any]:
     """The JSON written next to an export."""
     normalizer = raw_network(model).normalizer
     metadata: dict[str, Any] = {
@@ -178,6 +175,8 @@ def export_metadata(model: nn.Module, task: str, names: list[str], input_size: t
                                'std': (1 / normalizer.inv_std).flatten().tolist()}},
         'outputs': names,
         'opset': opset,
+        'attention': (f'{ONNXRUNTIME_DOMAIN}.MultiHeadAttention (onnxruntime) from {FUSED_ATTENTION_MIN_TOKENS} '
+                      'tokens' if fused_attention else 'onnx'),
     }
     if task == DETECTION:
         metadata['postprocess'] = DetectionPostProcess.from_detector(model, input_size).to_dict()
