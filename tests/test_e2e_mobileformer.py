@@ -237,6 +237,24 @@ def test_matcher_wiring(config):
     assert noisy > 1.0
 
 
+def test_padded_batches_train_with_finite_losses_and_never_select_padding():
+    """COCO batches are padded: the proposal loss must stay finite there, and no query may start on a pixel
+    that holds no image, however high its score."""
+    model = build(load(DEMO).model).train()
+    samples = [sample(96, 128, [[10.0, 10.0, 60.0, 70.0]], [0], batch_shape=(128, 160)),
+               sample(128, 160, [[5.0, 5.0, 40.0, 50.0]], [1], batch_shape=(128, 160))]
+    losses = model.loss(torch.rand(2, 3, 128, 160), samples)
+    assert all(torch.isfinite(v) for v in losses.values()), losses
+
+    masks = [torch.zeros(1, 8, 10, dtype=torch.bool)] * 2      # the decoder reads masks[proposal_map] = [-2]
+    masks[0][:, 6:, :] = True                                  # bottom two rows padded
+    logits = torch.zeros(1, 80, 3)
+    logits[0, 60:] = 100.0                                     # the padded pixels score highest
+    boxes = torch.arange(80.0)[None, :, None].expand(1, 80, 4)
+    chosen = model.decoder.select(logits, boxes, masks)[0, :, 0]
+    assert chosen.max() < 60 and len(set(chosen.tolist())) == 20
+
+
 def test_loss_falls_on_a_fixed_batch():
     torch.manual_seed(0)
     model = build(load(DEMO).model).train()

@@ -253,24 +253,27 @@ class MobileFormerDecoder(BaseModule):
 
     def propose(self, maps: Sequence[Tensor], masks: Sequence[Tensor | None] | None = None) -> tuple[Tensor, Tensor]:
         """Every pixel of the proposal map -> class logits [B, P, K] and a box [B, P, 4] (sigmoid cx, cy, w, h,
-        regressed from a ``proposal_size`` anchor centred on the pixel). Padded pixels get -inf logits."""
+        regressed from a ``proposal_size`` anchor centred on the pixel). Padded pixels are proposals like any
+        other here (the loss teaches them background); :meth:`select` never picks them."""
         feat = maps[self.proposal_map]
         mask = None if masks is None else masks[self.proposal_map]
         pixels = self.proposal_embed(feat.flatten(2).transpose(1, 2))                          # [B, P, d]
         anchors = pixel_anchors(feat.shape[0], feat.shape[-2:], mask, self.proposal_size, feat.device)
         boxes = (self.proposal_reg(pixels).float() + inverse_sigmoid(anchors)).sigmoid()
-        logits = self.proposal_cls(pixels).float()
-        if mask is not None:
-            logits = logits.masked_fill(mask.flatten(1)[..., None], float('-inf'))
-        return logits, boxes
+        return self.proposal_cls(pixels).float(), boxes
 
-    def select(self, logits: Tensor, boxes: Tensor) -> Tensor:
-        """The N proposals with the highest class logit -> reference boxes [B, N, 4] (detached: the
-        proposals learn from their own loss, not through the queries)."""
+    def select(self, logits: Tensor, boxes: Tensor, masks: Sequence[Tensor | None] | None = None) -> Tensor:
+        """The N proposals with the highest class logit, padded pixels excluded -> reference boxes [B, N, 4]
+        (detached: the proposals learn from their own loss, not through the queries)."""
         if logits.shape[1] < self.num_queries:
             raise ValueError(f'the proposal map has {logits.shape[1]} pixels, fewer than the '
                              f'{self.num_queries} queries: use larger inputs or fewer queries')
-        top = logits.max(dim=-1).values.topk(self.num_queries, dim=1).indices                  # [B, N]
+        scores = logits.max(dim=-1).values                                                       # [B, P]
+        mask = None if masks is None else masks[self.proposal_map]
+        if mask is not None:
+            # -inf only here: in the loss it would make the focal term NaN (-inf * 0 in its BCE).
+            scores = scores.masked_fill(mask.flatten(1), float('-inf'))
+        top = scores.topk(self.num_queries, dim=1).indices                                      # [B, N]
         return boxes.gather(1, top[..., None].expand(-1, -1, 4)).detach()
 
     def forward(self, maps: Sequence[Tensor], tokens: Tensor, boxes: Tensor, box_delta: nn.Module,
@@ -435,13 +438,15 @@ class E2EMobileFormer(DetectionTransformer):
         """No transformer encoder (the backbone's Mobile-Former blocks already mixed global information):
         only the dense proposals, logits [B, P, K] and boxes [B, P, 4]."""
         proposal_logits, proposal_boxes = self.decoder.propose(maps, masks)
-        return dict(global_tokens=global_tokens, proposal_logits=proposal_logits, proposal_boxes=proposal_boxes)
+        return dict(global_tokens=global_tokens, proposal_logits=proposal_logits, proposal_boxes=proposal_boxes,
+                    masks=masks)
 
-    def pre_decoder(self, global_tokens: Tensor, proposal_logits: Tensor, proposal_boxes: Tensor) -> tuple[dict, dict]:
+    def pre_decoder(self, global_tokens: Tensor, proposal_logits: Tensor, proposal_boxes: Tensor,
+                    masks: list[Tensor] | None) -> tuple[dict, dict]:
         """Initial head tokens [B, G + N, d] and reference boxes [B, N, 4] (the top proposals); in training
         the proposals also go to the loss."""
         decoder_inputs = dict(tokens=self.decoder.initial_tokens(global_tokens),
-                              boxes=self.decoder.select(proposal_logits, proposal_boxes))
+                              boxes=self.decoder.select(proposal_logits, proposal_boxes, masks))
         head_inputs = dict(proposal_logits=proposal_logits, proposal_boxes=proposal_boxes) if self.training else {}
         return decoder_inputs, head_inputs
 
