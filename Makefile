@@ -6,7 +6,7 @@ DEMO_DATA ?= data/synthetic
 DEMO_WORK_DIR = work_dirs/demo/$(basename $(notdir $(DEMO_CONFIG)))
 TEST_ARGS ?=
 
-.PHONY: setup demo demo-seg demo-mobileformer test lint clean-demo
+.PHONY: setup demo demo-seg demo-mobileformer test test-fast lint clean-demo
 
 setup:
 	@bash tools/setup_env.sh
@@ -27,6 +27,10 @@ demo-mobileformer:
 
 test: setup
 	$(PY) -m pytest $(TEST_ARGS)
+
+# Everything but the tests marked slow (subprocesses, mmengine's Runner, end-to-end training).
+test-fast: setup
+	$(PY) -m pytest -m "not slow" $(TEST_ARGS)
 
 lint: setup
 	$(PY) -m ruff check mvdense tools tests

@@ -23,10 +23,10 @@ What is measured, and how:
   (:mod:`mvdense.deploy.postprocess`) on its outputs (ours only).
 * Latency: batch 1, fp32, ``threads`` intra-op threads (torch and onnxruntime alike), ``warmup`` runs
   then ``repeats`` timed runs (``time.perf_counter``); median and p10-p90.
-* Parameters: of the module of the part (the network for end to end). MAdds: ``torch.utils.flop_counter
-  .FlopCounterMode`` on the eager network, FLOPs / 2. It counts convolutions, matmuls (linear layers)
-  and attention (we register the CPU flash-attention kernel, which torch 2.14 leaves out); not
-  normalisation, activations, resizes or post-processing.
+* Parameters: of the module of the part (the network for end to end). MAdds:
+  :func:`mvdense.utils.complexity.count_madds` on the eager module (the project's one counter: convolutions,
+  linear layers, matmuls and attention, inference BatchNorm, LayerNorm, pooling and upsampling; not
+  activations or post-processing).
 * Paired ratios (``--paired``): each of our rows and its peer (or our eager row) run in turn, one
   after the other, in one process; the median and p10-p90 of the per-pair latency ratios. On a machine
   whose load comes and goes (ours is shared) they are steadier than ratios of medians taken minutes
@@ -52,11 +52,14 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from .apis.inference import DETECTION, SEGMENTATION, init_model, load_config, model_task
+from .utils.complexity import count_madds
+
 PARTS = ('backbone', 'network', 'end-to-end')
 RUNTIMES = ('eager', 'deploy', 'onnxruntime')
-MADDS_TOOL = 'torch.utils.flop_counter (FLOPs / 2; conv, matmul, attention)'
+MADDS_TOOL = 'mvdense.utils.complexity.count_madds (mmengine FlopAnalyzer conventions)'
 TIMM_BACKBONE_PEERS = {'MobileViT': lambda backbone_cfg: f'mobilevit_{backbone_cfg["arch"]}'}
-TORCHVISION_PEERS = {'detection': 'ssdlite320_mobilenet_v3_large', 'segmentation': 'deeplabv3_mobilenet_v3_large'}
+TORCHVISION_PEERS = {DETECTION: 'ssdlite320_mobilenet_v3_large', SEGMENTATION: 'deeplabv3_mobilenet_v3_large'}
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ class Subject:
     source: str  # 'config', 'timm' or 'torchvision'
     name: str  # config path, or the timm / torchvision model name
     part: str  # one of PARTS
-    task: str = ''  # 'detection' or 'segmentation'
+    task: str = ''  # DETECTION or SEGMENTATION
     # For a peer: the config it is compared with. Not part of the identity: a peer shared by several
     # configs runs once.
     peer_for: str = field(default='', compare=False)
@@ -97,10 +100,8 @@ class Workload:
 
 def config_subjects(config_path: str, parts: tuple[str, ...], with_peers: bool = True) -> list[Subject]:
     """Our parts of ``config_path`` and, with ``with_peers``, their peers."""
-    from mmengine.config import Config
-
-    cfg = Config.fromfile(config_path)
-    task = 'segmentation' if cfg.get('default_scope') == 'mmseg' else 'detection'
+    cfg = load_config(config_path)
+    task = model_task(cfg)
     backbone_cfg = cfg.model.backbone.to_dict()
     subjects = []
     for part in parts:
@@ -138,7 +139,7 @@ def collect_subjects(configs: list[str], parts: tuple[str, ...],
 
 def _num_classes(cfg, task: str) -> int:
     """Classes of our model, for the torchvision peer (which counts the background class too)."""
-    if task == 'detection':
+    if task == DETECTION:
         return cfg.model.bbox_head.num_classes + 1
     return cfg.model.decode_head.num_classes
 
@@ -149,8 +150,10 @@ def _num_classes(cfg, task: str) -> int:
 
 def build_torch_workload(subject: Subject, input_size: tuple[int, int], deploy: bool) -> Workload:
     """The eager (or deploy-optimised) workload of ``subject``."""
-    builders = {'config': _config_workload, 'timm': _timm_workload, 'torchvision': _torchvision_workload}
-    return builders[subject.source](subject, input_size, deploy)
+    if subject.source == 'config':
+        return _config_workload(subject, input_size, deploy)
+    peers = {'timm': _timm_workload, 'torchvision': _torchvision_workload}   # no deploy runtime for peers
+    return peers[subject.source](subject, input_size)
 
 
 def _random_image(input_size: tuple[int, int]) -> torch.Tensor:
@@ -166,12 +169,10 @@ def example_input(subject: Subject, input_size: tuple[int, int]) -> torch.Tensor
 
 
 def _config_workload(subject: Subject, input_size: tuple[int, int], deploy: bool) -> Workload:
-    from .deploy.build import build_model
     from .deploy.optimize import prepare_for_inference
     from .deploy.wrappers import raw_network
 
-    built = build_model(subject.name)
-    model = built.model
+    model = init_model(subject.name)
     if subject.part == 'backbone':
         backbone = prepare_for_inference(model.backbone) if deploy else model.backbone
         example = example_input(subject, input_size)
@@ -183,15 +184,15 @@ def _config_workload(subject: Subject, input_size: tuple[int, int], deploy: bool
     if subject.part == 'network':
         return Workload(lambda: network(image), network, image)
     if deploy:
-        return Workload(_deployed_end_to_end_step(model, built.task, network, image), network, image)
-    return Workload(_end_to_end_step(model, built.task, image), network, image)
+        return Workload(_deployed_end_to_end_step(model, subject.task, network, image), network, image)
+    return Workload(_end_to_end_step(model, subject.task, image), network, image)
 
 
 def _deployed_end_to_end_step(model, task: str, network, image) -> Callable[[], object]:
     """Our deployment path in torch: the (optimised) raw network, then :mod:`mvdense.deploy.postprocess`."""
     from .deploy.postprocess import DetectionPostProcess, segmentation_mask
 
-    if task == 'detection':
+    if task == DETECTION:
         post = DetectionPostProcess.from_detector(model, tuple(image.shape[-2:]))
 
         def detect():
@@ -208,7 +209,7 @@ def _end_to_end_step(model, task: str, image) -> Callable[[], object]:
     meta = dict(img_shape=(height, width), ori_shape=(height, width), pad_shape=(height, width),
                 scale_factor=(1.0, 1.0))
     pixels = image[0].to(dtype=torch.uint8)
-    if task == 'detection':
+    if task == DETECTION:
         from mmdet.structures import DetDataSample as Sample
     else:
         from mmseg.structures import SegDataSample as Sample
@@ -252,7 +253,7 @@ class TimmMobileViTStages(nn.Module):
         return tuple(outs)
 
 
-def _timm_workload(subject: Subject, input_size: tuple[int, int], deploy: bool) -> Workload:
+def _timm_workload(subject: Subject, input_size: tuple[int, int]) -> Workload:
     cfg = subject.options
     module = TimmMobileViTStages(subject.name, tuple(cfg.get('out_indices', (3, 4))),
                                  cfg.get('with_final_conv', False), cfg.get('output_stride', 32)).eval()
@@ -260,18 +261,18 @@ def _timm_workload(subject: Subject, input_size: tuple[int, int], deploy: bool) 
     return Workload(lambda: module(example), module, example)
 
 
-def _torchvision_workload(subject: Subject, input_size: tuple[int, int], deploy: bool) -> Workload:
+def _torchvision_workload(subject: Subject, input_size: tuple[int, int]) -> Workload:
     import torchvision
 
     num_classes = subject.options['num_classes']
-    builder = getattr(torchvision.models.detection if subject.task == 'detection'
+    builder = getattr(torchvision.models.detection if subject.task == DETECTION
                       else torchvision.models.segmentation, subject.name)
     model = builder(weights=None, weights_backbone=None, num_classes=num_classes).eval()
     image01 = example_input(subject, input_size)
     network = TorchvisionNetwork(model, subject.task).eval()
     if subject.part == 'network':
         return Workload(lambda: network(image01), network, image01)
-    if subject.task == 'detection':
+    if subject.task == DETECTION:
         # The transform resizes to a fixed (width, height): make it the input size (no resize work).
         model.transform.fixed_size = (input_size[1], input_size[0])
         return Workload(lambda: model([image01[0]]), network, image01)
@@ -290,7 +291,7 @@ class TorchvisionNetwork(nn.Module):
         self.task = task
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        if self.task == 'detection':
+        if self.task == DETECTION:
             outputs = self.model.head(list(self.model.backbone(x).values()))
             return outputs['cls_logits'], outputs['bbox_regression']
         return self.model(x)['out']
@@ -304,7 +305,7 @@ def build_onnx_workload(subject: Subject, input_size: tuple[int, int], onnx_path
     image = example_input(subject, input_size).numpy()
     if subject.part != 'end-to-end':
         return Workload(lambda: run_session(session, image))
-    if subject.task == 'detection':
+    if subject.task == DETECTION:
         from .deploy.postprocess import DetectionPostProcess
 
         post = DetectionPostProcess.from_json(onnx_path + '.json')
@@ -324,9 +325,7 @@ def export_subject(subject: Subject, input_size: tuple[int, int], onnx_path: str
     from .deploy.onnx_export import export_model, export_module
 
     if subject.source == 'config' and subject.part != 'backbone':
-        from .deploy.build import build_model
-
-        export_model(build_model(subject.name).model, onnx_path, input_size, dynamic_size=False)
+        export_model(init_model(subject.name), onnx_path, input_size, dynamic_size=False)
         return
     workload = build_torch_workload(subject, input_size, deploy=False)
     export_module(workload.module, workload.example, onnx_path)
@@ -334,29 +333,6 @@ def export_subject(subject: Subject, input_size: tuple[int, int], onnx_path: str
 
 # --------------------------------------------------------------------------------------------------------
 # Measuring (inside a worker process)
-
-
-def count_madds(module, example) -> int:
-    """Multiply-adds of ``module(example)``: FlopCounterMode's FLOPs / 2 (conv, matmul, attention)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    _register_cpu_attention_flops()
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        module(example)
-    return counter.get_total_flops() // 2
-
-
-def _register_cpu_attention_flops() -> None:
-    """torch 2.14's flop counter knows the CUDA attention kernels but not the CPU flash kernel."""
-    from torch.utils import flop_counter
-
-    target = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
-    if target in flop_counter.flop_registry:
-        return
-
-    @flop_counter.register_flop_formula(target)
-    def _cpu_flash_attention_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs):
-        return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
 def time_step(step: Callable[[], object], warmup: int, repeats: int) -> list[float]:
@@ -401,7 +377,7 @@ def _import_libraries() -> None:
     import torchvision.models.segmentation  # noqa: F401
 
     import mvdense  # noqa: F401
-    import mvdense.deploy.build  # noqa: F401
+    import mvdense.apis  # noqa: F401
     import mvdense.deploy.onnx_export  # noqa: F401
     import mvdense.deploy.optimize  # noqa: F401
 

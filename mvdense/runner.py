@@ -30,10 +30,9 @@ def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None
     if not osp.isfile(path):
         raise SystemExit(f'config file not found: {path}')
     import mvdense  # noqa: F401  (registers our modules and the checkpoint loader)
+    from mvdense.apis import load_config as load_config_file
 
-    cfg = Config.fromfile(path)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    cfg = load_config_file(path, cfg_options)
     cfg.launcher = launcher
     if launcher == 'pytorch' and not torch.cuda.is_available():
         setup_cpu_distributed(cfg)

@@ -1,30 +1,31 @@
-"""tools/benchmark.py's bookkeeping (no timing here: the benchmark is a script): MAdds counting,
-subjects and peers, the table."""
+"""tools/benchmark.py's bookkeeping (no timing here: the benchmark is a script): the MAdds counter it
+shares with the rest of the project, subjects and peers, the jobs its workers get, the table."""
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
 import torch
+from conftest import ROOT
 from torch import nn
 
+import mvdense.benchmark
+from mvdense.apis import DETECTION
 from mvdense.benchmark import (
     Settings,
     Subject,
+    benchmark,
     collect_subjects,
-    count_madds,
     format_table,
     paired_comparisons,
     summarise,
 )
 from mvdense.models.layers import MultiHeadSelfAttention
+from mvdense.utils.complexity import count_madds
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-def test_madds_count_convolutions_linears_and_attention():
+def test_madds_count_convolutions_linears_attention_and_inference_batchnorm():
     conv = nn.Conv2d(3, 8, 3, padding=1)
-    assert count_madds(conv, torch.rand(1, 3, 10, 10)) == 8 * 3 * 9 * 100
+    assert count_madds(conv, torch.rand(1, 3, 10, 10)) == count_madds(conv, (1, 3, 10, 10)) == 8 * 3 * 9 * 100
+    conv_bn = nn.Sequential(conv, nn.BatchNorm2d(8)).eval()
+    assert count_madds(conv_bn, (1, 3, 10, 10)) == 8 * 3 * 9 * 100 + 2 * 8 * 100   # BN: scale and shift
     attention = MultiHeadSelfAttention(16, num_heads=4).eval()
     tokens, dim = 10, 16
     linears = tokens * dim * 3 * dim + tokens * dim * dim
@@ -46,8 +47,6 @@ def test_subjects_and_shared_peers():
 
 def test_timm_peer_follows_output_stride():
     configs = [str(ROOT / 'configs/ssdlite_mobilevit_xxs_coco.py'), str(ROOT / 'configs/deeplabv3_mobilevit_xxs_voc.py')]
-    if not Path(configs[1]).is_file():
-        pytest.skip('no DeepLabv3 config')
     subjects, _ = collect_subjects(configs, ('backbone',), with_peers=True)
     timm_peers = [s for s in subjects if s.source == 'timm']
     # Same timm model, different stages and stride: two peers.
@@ -64,7 +63,31 @@ def test_table_reports_ratio_to_peer():
     table = format_table(records, {(ours.name, 'backbone'): [peer.key]}).splitlines()
     assert '| ssdlite_mobilevit_xxs_coco | backbone | eager |' in table[2] and table[2].endswith('| 0.75 |')
     assert table[3].endswith('| 0.50 (eager) |')
-    assert Settings().threads == 1
+
+
+def test_every_worker_job_carries_the_run_settings(monkeypatch, tmp_path):
+    """Each (subject, runtime) goes to a fresh worker with the run's size, threads and repeats; an
+    onnxruntime row is exported first, and peers get no deploy row."""
+    jobs = []
+
+    def fake_worker(job, settings):
+        jobs.append(job)
+        return {'times_ms': [1.0, 2.0], 'peak_mib': 1.0}
+
+    monkeypatch.setattr(mvdense.benchmark, 'launch_worker', fake_worker)
+    ours = Subject('config', 'a.py', 'network', DETECTION)
+    peer = Subject('torchvision', 'ssdlite320_mobilenet_v3_large', 'network', DETECTION, 'a.py')
+    settings = Settings(input_size=(256, 192), threads=2, repeats=3, warmup=1,
+                        runtimes=('eager', 'deploy', 'onnxruntime'), onnx_dir=str(tmp_path))
+    records = benchmark([ours, peer], settings, log=lambda line: None)
+    assert [(job['subject']['source'], job['runtime']) for job in jobs] == [
+        ('config', 'eager'), ('config', 'deploy'), ('config', 'export'), ('config', 'onnxruntime'),
+        ('torchvision', 'eager'), ('torchvision', 'export'), ('torchvision', 'onnxruntime')]
+    assert {(job['input_size'][0], job['input_size'][1], job['threads'], job['repeats'], job['warmup'])
+            for job in jobs} == {(256, 192, 2, 3, 1)}
+    assert len(records) == 5 and {job['onnx_path'] for job in jobs if 'onnx_path' in job} == {
+        str(tmp_path / 'config-a-network-256x192.onnx'),
+        str(tmp_path / 'torchvision-ssdlite320_mobilenet_v3_large-network-256x192.onnx')}
 
 
 def test_paired_comparisons_pick_peer_runtime_or_its_eager():

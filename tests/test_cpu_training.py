@@ -5,12 +5,12 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import torch
+from conftest import load_tool
 from mmengine.config import Config
 from torch import nn
 
 from mvdense.engine import ChannelsLastHook, CpuBf16OptimWrapper
 from mvdense.models.layers import MultiHeadSelfAttention
-from tools.train import enable_mixed_precision
 
 
 def test_bf16_wrapper_autocasts_the_step_and_keeps_float32_weights():
@@ -52,6 +52,7 @@ def test_channels_last_hook_converts_the_model_without_changing_outputs():
 
 
 def test_amp_flag_picks_bf16_on_cpu_machines(monkeypatch):
+    enable_mixed_precision = load_tool('train').enable_mixed_precision
     cfg = Config(dict(optim_wrapper=dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.1))))
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     enable_mixed_precision(cfg)

@@ -4,45 +4,32 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from mmengine.config import Config
+from conftest import ROOT, build_model, run_tool
 from mmengine.registry import init_default_scope
 from PIL import Image
 from pycocotools import mask as mask_utils
 from torch import nn
 
-import mvdense.datasets.transforms  # noqa: F401  (registers the checked loaders)
-from mvdense.datasets import generate_synthetic_dataset
+from mvdense.apis import load_config
+from mvdense.datasets.voc import VOC_CLASSES
 from mvdense.models.deeplabv3 import LightASPPHead
 from mvdense.models.layers import count_parameters
 
-ROOT = Path(__file__).resolve().parents[1]
 VOC_CONFIGS = {arch: ROOT / f'configs/deeplabv3_mobilevit_{arch}_voc.py' for arch in ('xxs', 'xs', 's')}
 DEMO_CONFIG = ROOT / 'configs/demo/deeplabv3_mobilevit_xxs_synthetic.py'
 # Whole segmentor, 21 classes, counted from ml-cvnets' code (cvnets-v0.1); the paper rounds to 1.9/2.9/6.4 M.
 CVNETS_PARAMS_M = {'xxs': 1.855, 'xs': 2.944, 's': 6.358}
 
 
-def build_segmentor(config: Path | Config):
-    from mmseg.registry import MODELS
-
-    cfg = config if isinstance(config, Config) else Config.fromfile(str(config))
-    init_default_scope('mmseg')
-    cfg.model.backbone.init_cfg = None  # no pretrained weights in tests
-    return MODELS.build(cfg.model)
-
-
 @pytest.mark.parametrize('arch', sorted(CVNETS_PARAMS_M))
 def test_parameter_count_matches_cvnets(arch):
-    params_m = count_parameters(build_segmentor(VOC_CONFIGS[arch])) / 1e6
+    params_m = count_parameters(build_model(VOC_CONFIGS[arch])) / 1e6
     assert abs(params_m - CVNETS_PARAMS_M[arch]) / CVNETS_PARAMS_M[arch] < 0.01, params_m
 
 
@@ -66,7 +53,7 @@ def test_aspp_layout_is_cvnets():
 
 
 def test_logits_at_stride_16_and_predictions_at_input_size():
-    model = build_segmentor(VOC_CONFIGS['xxs']).eval()
+    model = build_model(VOC_CONFIGS['xxs'])
     image = torch.rand(1, 3, 72, 104)
     with torch.no_grad():
         features = model.backbone(image)
@@ -90,7 +77,7 @@ def test_image_pooling_branch_sees_the_whole_map():
 
 
 def test_voc_recipe_in_config():
-    cfg = Config.fromfile(str(VOC_CONFIGS['s']))
+    cfg = load_config(str(VOC_CONFIGS['s']))
     preprocessor = cfg.model.data_preprocessor
     # Apple's weights: BGR in [0, 1], no mean/std.
     assert preprocessor.mean == [0, 0, 0] and preprocessor.std == [255, 255, 255]
@@ -118,8 +105,8 @@ def test_head_learns_ten_times_faster_and_cosine_reaches_min_lr():
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import PARAM_SCHEDULERS
 
-    cfg = Config.fromfile(str(VOC_CONFIGS['xxs']))
-    model = build_segmentor(cfg)
+    cfg = load_config(str(VOC_CONFIGS['xxs']))
+    model = build_model(cfg)
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     head_params = {id(p) for p in model.decode_head.parameters()}
     lrs = {('head' if id(group['params'][0]) in head_params else 'backbone'): group['lr']
@@ -141,7 +128,7 @@ def test_head_learns_ten_times_faster_and_cosine_reaches_min_lr():
 def test_train_pipeline_resizes_short_side_256_to_1024_and_crops_512():
     from mmengine.dataset import Compose
 
-    cfg = Config.fromfile(str(VOC_CONFIGS['s']))
+    cfg = load_config(str(VOC_CONFIGS['s']))
     init_default_scope('mmseg')
     augment = Compose([step for step in cfg.train_pipeline
                        if step['type'] in ('RandomResize', 'Pad', 'RandomCrop', 'RandomFlip')])
@@ -160,7 +147,7 @@ def test_train_pipeline_resizes_short_side_256_to_1024_and_crops_512():
 def test_demo_config_classes_match_the_generator():
     from mvdense.datasets.synthetic import CLASSES
 
-    cfg = Config.fromfile(str(DEMO_CONFIG))
+    cfg = load_config(str(DEMO_CONFIG))
     assert cfg.classes == ('background', *CLASSES) and cfg.model.decode_head.num_classes == len(cfg.classes)
     assert 'synthetic_split' not in cfg  # the helper function is dropped from the loaded config
     for loader in (cfg.train_dataloader, cfg.val_dataloader):
@@ -171,20 +158,11 @@ def test_demo_config_classes_match_the_generator():
 # tools/train.py -> tools/test.py on a tiny generated set
 # ---------------------------------------------------------------------------------------------------------
 
-def _run(args: list[str], timeout: int = 600, env_extra: dict | None = None) -> str:
-    env = dict(os.environ, PYTHONWARNINGS='ignore', **(env_extra or {}))
-    result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-4000:]
-    return output
-
-
 @pytest.fixture(scope='module')
-def tiny_config(tmp_path_factory) -> Path:
+def tiny_config(synthetic_dataset, tmp_path_factory) -> Path:
     """The demo config on 8 + 4 generated 64x64 images, 64x64 crops, 4 epochs of 2 iterations."""
-    root = tmp_path_factory.mktemp('synthetic')
-    generate_synthetic_dataset(root, num_train=8, num_val=4, image_size=(64, 64), seed=3)
-    config = root / 'tiny_seg.py'
+    root = synthetic_dataset(image_size=(64, 64))
+    config = tmp_path_factory.mktemp('config') / 'tiny_seg.py'
     config.write_text(f"""
 _base_ = {str(DEMO_CONFIG)!r}
 crop_size = (64, 64)
@@ -212,10 +190,10 @@ log_processor = dict(window_size=1)
 
 
 @pytest.fixture(scope='module')
-def trained(tiny_config, tmp_path_factory) -> tuple[Path, str]:
+def trained(tiny_config, tmp_path_factory) -> Path:
     work_dir = tmp_path_factory.mktemp('work')
-    output = _run([sys.executable, 'tools/train.py', str(tiny_config), '--work-dir', str(work_dir)])
-    return work_dir, output
+    run_tool('train', tiny_config, '--work-dir', work_dir)
+    return work_dir
 
 
 def _losses(work_dir: Path) -> list[float]:
@@ -224,17 +202,18 @@ def _losses(work_dir: Path) -> list[float]:
     return [r['loss'] for r in records if 'loss' in r]
 
 
+@pytest.mark.slow
 def test_training_loss_falls(trained):
-    losses = _losses(trained[0])
+    losses = _losses(trained)
     assert len(losses) == 8, losses  # 4 epochs x 2 iterations
     assert sum(losses[-2:]) / 2 < 0.8 * sum(losses[:2]) / 2, losses
 
 
+@pytest.mark.slow
 def test_test_tool_prints_miou_and_per_class_iou(trained, tiny_config):
-    work_dir, _ = trained
-    checkpoint = (work_dir / 'last_checkpoint').read_text().strip()
-    output = _run([sys.executable, 'tools/test.py', str(tiny_config), checkpoint, '--work-dir',
-                   str(work_dir / 'test')])
+    checkpoint = (trained / 'last_checkpoint').read_text().strip()
+    result = run_tool('test', tiny_config, checkpoint, '--work-dir', trained / 'test')
+    output = result.stdout + result.stderr
     assert 'per class results' in output
     for name in ('background', 'circle', 'rectangle', 'triangle'):
         assert re.search(rf'\|\s*{name}\s*\|\s*[\d.]+\s*\|', output), name
@@ -242,13 +221,14 @@ def test_test_tool_prints_miou_and_per_class_iou(trained, tiny_config):
     assert match and 0.0 <= float(match.group(1)) <= 100.0
 
 
+@pytest.mark.slow
 def test_dist_train_with_two_cpu_processes(tiny_config, tmp_path):
     # torchrun + gloo on CPU (mvdense.runner.setup_cpu_distributed): the segmentor's SyncBN setting is
     # dropped, DDP wraps it without device ids, and IoUMetric gathers the two ranks' results.
-    output = _run(['bash', 'tools/dist_train.sh', str(tiny_config), '2', '--work-dir', str(tmp_path),
-                   '--cfg-options', 'train_cfg.max_epochs=1', 'train_cfg.val_interval=1'],
-                  env_extra={'PORT': '29547', 'OMP_NUM_THREADS': '1'})
-    assert 'Distributed training: True' in output
+    result = run_tool('dist_train.sh', tiny_config, 2, '--work-dir', tmp_path, '--cfg-options',
+                      'train_cfg.max_epochs=1', 'train_cfg.val_interval=1', env={'PORT': '29547'})
+    output = result.stdout + result.stderr
+    assert re.search(r'Distributed training: True\s+GPU number: 2', output), output[-3000:]
     assert re.search(r'Epoch\(val\) \[1\]\[\d+/\d+\]\s+aAcc: [\d.]+\s+mIoU: [\d.]+', output), output[-3000:]
     assert (tmp_path / 'epoch_1.pth').is_file()
 
@@ -267,7 +247,7 @@ def _box_polygon(x0: int, y0: int, x1: int, y1: int) -> list[list[float]]:
 
 
 def test_coco_categories_become_voc_classes(tmp_path):
-    from mvdense.datasets.coco_to_voc import VOC_CLASSES, convert_coco_to_voc
+    from mvdense.datasets.coco_to_voc import convert_coco_to_voc
 
     img_dir = tmp_path / 'train2017'
     img_dir.mkdir()
@@ -311,17 +291,14 @@ def test_coco_categories_become_voc_classes(tmp_path):
     assert set(np.unique(labels)) == {0, aeroplane, sofa, person}
 
 
-def test_converter_on_generated_coco_matches_the_generated_masks(tmp_path):
-    root = tmp_path / 'synthetic'
-    generate_synthetic_dataset(root, num_train=4, num_val=0, image_size=(64, 96), seed=4)
+@pytest.mark.slow
+def test_converter_on_generated_coco_matches_the_generated_masks(synthetic_dataset, tmp_path):
+    root = synthetic_dataset(num_train=4, num_val=0, image_size=(64, 96), seed=4)
     out = tmp_path / 'shapes_voc'
-    result = subprocess.run(
-        [sys.executable, 'tools/convert_coco_to_voc.py', str(root / 'annotations/instances_train.json'),
-         str(root / 'train'), str(out), '--split', 'train', '--min-side', '0', '--copy-images',
-         '--classes', 'background', 'circle', 'rectangle', 'triangle',
-         '--map', 'circle=circle', 'rectangle=rectangle', 'triangle=triangle'],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_tool('convert_coco_to_voc', root / 'annotations/instances_train.json', root / 'train', out,
+                      '--split', 'train', '--min-side', '0', '--copy-images',
+                      '--classes', 'background', 'circle', 'rectangle', 'triangle',
+                      '--map', 'circle=circle', 'rectangle=rectangle', 'triangle=triangle', timeout=300)
     assert '4 images written' in result.stdout
     stems = (out / 'ImageSets/Segmentation/train.txt').read_text().split()
     assert stems == [f'train_{i:06d}' for i in range(4)]
@@ -334,7 +311,7 @@ def test_converter_on_generated_coco_matches_the_generated_masks(tmp_path):
 
 
 def test_converter_rejects_a_mapping_onto_an_unknown_class():
-    from mvdense.datasets.coco_to_voc import VOC_CLASSES, category_labels
+    from mvdense.datasets.coco_to_voc import category_labels
 
     with pytest.raises(ValueError, match="'sofaa'"):
         category_labels([dict(id=63, name='couch')], VOC_CLASSES, {'couch': 'sofaa'})

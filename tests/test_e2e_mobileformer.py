@@ -3,44 +3,31 @@ wiring (a perfect prediction costs ~nothing, permuting queries changes nothing),
 block-by-block refinement, spatial prior), padding masks, and a short train -> test run on generated data."""
 from __future__ import annotations
 
-import copy
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, build_model
 from mmdet.structures import DetDataSample
-from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
 from PIL import Image
 
-import mvdense  # noqa: F401
-from mvdense.datasets import generate_synthetic_dataset
-from mvdense.models.e2e_mobileformer import PositionalMobileToFormer, box_prior, detector_madds, pixel_anchors
+from mvdense.apis import load_config
+from mvdense.models.e2e_mobileformer_layers import PositionalMobileToFormer, box_prior, pixel_anchors
 from mvdense.models.layers import count_parameters
+from mvdense.utils.complexity import detector_madds
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / 'configs/demo/e2e_mobileformer_151m_synthetic.py'
+DEMO = str(ROOT / 'configs/demo/e2e_mobileformer_151m_synthetic.py')
 PAPER_508M = dict(params=26.6e6, madds=41.4e9)
 # Our counts (README), kept exact so that an accidental change of the head shows.
 PARAMS = {'508m': 27_290_448, '151m': 10_081_844}
 
 
-def load(config: str | Path) -> Config:
-    cfg = Config.fromfile(str(config))
-    cfg.model.backbone.init_cfg = None
-    return cfg
-
-
-def build(model_cfg):
-    from mmdet.registry import MODELS
-
-    init_default_scope('mmdet')
-    model = MODELS.build(copy.deepcopy(model_cfg))
-    model.init_weights()
-    return model
+def build(config: str):
+    """The detector of ``config`` with the initialisation training starts from."""
+    return build_model(config, init_weights=True)
 
 
 def sample(height: int, width: int, boxes=None, labels=None, batch_shape=None) -> DetDataSample:
@@ -54,7 +41,7 @@ def sample(height: int, width: int, boxes=None, labels=None, batch_shape=None) -
 
 @pytest.fixture(scope='module')
 def model_508m():
-    return build(load(ROOT / 'configs/e2e_mobileformer_508m_coco.py').model)
+    return build('configs/e2e_mobileformer_508m_coco.py')
 
 
 def test_508m_parameters_within_5_percent_of_paper(model_508m):
@@ -62,19 +49,19 @@ def test_508m_parameters_within_5_percent_of_paper(model_508m):
     assert abs(PARAMS['508m'] / PAPER_508M['params'] - 1) < 0.05
 
 
+@pytest.mark.slow
 def test_508m_madds_within_5_percent_of_paper_at_800x1333(model_508m):
     assert abs(detector_madds(model_508m, (1, 3, 800, 1333)) / PAPER_508M['madds'] - 1) < 0.05
 
 
 def test_output_shapes_and_predictions():
-    cfg = load(ROOT / 'configs/e2e_mobileformer_151m_coco.py')
-    model = build(cfg.model).eval()
+    model = build('configs/e2e_mobileformer_151m_coco.py').eval()
     assert count_parameters(model) == PARAMS['151m']
     samples = [sample(160, 224), sample(160, 224)]     # a 10 x 14 proposal map (stride 16): >= 100 queries
     with torch.no_grad():
         cls_scores, bbox_preds = model._forward(torch.rand(2, 3, 160, 224), samples)
         results = model.predict(torch.rand(2, 3, 160, 224), samples)
-    layers = sum(cfg.model.decoder.num_blocks)
+    layers = sum(model.cfg.model.decoder.num_blocks)
     assert cls_scores.shape == (layers, 2, 100, 80)       # sigmoid (focal) classes, no no-object column
     assert bbox_preds.shape == (layers, 2, 100, 4)
     assert bbox_preds.min() >= 0 and bbox_preds.max() <= 1   # sigmoid cx, cy, w, h
@@ -141,7 +128,7 @@ def test_spatial_prior_keeps_a_query_on_its_box():
 def test_queries_start_at_the_top_proposals_and_each_block_refines_the_boxes():
     """The first references are the proposals with the highest class logits; block l + 1 starts from block
     l's predicted boxes (the head's box outputs of layer l are the references of layer l + 1)."""
-    model = build(load(DEMO).model).eval()
+    model = build(DEMO).eval()
     images, samples = torch.rand(2, 3, 128, 128), [sample(128, 128), sample(128, 128)]
     with torch.no_grad():
         maps = model.extract_feat(images)[:-1]
@@ -162,7 +149,7 @@ def test_queries_start_at_the_top_proposals_and_each_block_refines_the_boxes():
 
 
 def test_training_loss_includes_the_proposals_and_too_small_inputs_are_refused():
-    model = build(load(DEMO).model).train()
+    model = build(DEMO).train()
     samples = [sample(128, 128, [[10.0, 20.0, 70.0, 90.0]], [0]), sample(128, 128, [[5.0, 5.0, 35.0, 40.0]], [2])]
     losses = model.loss(torch.rand(2, 3, 128, 128), samples)
     assert {'enc_loss_cls', 'enc_loss_bbox', 'enc_loss_iou', 'loss_cls', 'd0.loss_bbox'} <= set(losses)
@@ -172,7 +159,7 @@ def test_training_loss_includes_the_proposals_and_too_small_inputs_are_refused()
 
 
 def test_padded_batch_builds_masks_and_runs():
-    model = build(load(DEMO).model).eval()
+    model = build(DEMO).eval()
     samples = [sample(96, 128, batch_shape=(128, 128)), sample(128, 128)]
     with torch.no_grad():
         cls_scores, _ = model._forward(torch.rand(2, 3, 128, 128), samples)
@@ -203,12 +190,12 @@ def _total_loss(head, cls_scores, bbox_preds, gt, metas):
     return sum(v for v in losses.values()).item()
 
 
-@pytest.mark.parametrize('config', ['configs/e2e_mobileformer_151m_coco.py', str(DEMO)], ids=['coco', 'demo'])
+@pytest.mark.parametrize('config', [str(ROOT / 'configs/e2e_mobileformer_151m_coco.py'), DEMO], ids=['coco', 'demo'])
 def test_matcher_wiring(config):
     from mmdet.registry import MODELS
 
     init_default_scope('mmdet')
-    cfg = load(ROOT / config)
+    cfg = load_config(config)
     head_cfg = dict(cfg.model.bbox_head, train_cfg=cfg.model.train_cfg, test_cfg=cfg.model.test_cfg)
     head = MODELS.build(head_cfg)
     size, num_queries = (320, 320), 12
@@ -240,7 +227,7 @@ def test_matcher_wiring(config):
 def test_padded_batches_train_with_finite_losses_and_never_select_padding():
     """COCO batches are padded: the proposal loss must stay finite there, and no query may start on a pixel
     that holds no image, however high its score."""
-    model = build(load(DEMO).model).train()
+    model = build(DEMO).train()
     samples = [sample(96, 128, [[10.0, 10.0, 60.0, 70.0]], [0], batch_shape=(128, 160)),
                sample(128, 160, [[5.0, 5.0, 40.0, 50.0]], [1], batch_shape=(128, 160))]
     losses = model.loss(torch.rand(2, 3, 128, 160), samples)
@@ -255,9 +242,10 @@ def test_padded_batches_train_with_finite_losses_and_never_select_padding():
     assert chosen.max() < 60 and len(set(chosen.tolist())) == 20
 
 
+@pytest.mark.slow
 def test_loss_falls_on_a_fixed_batch():
     torch.manual_seed(0)
-    model = build(load(DEMO).model).train()
+    model = build(DEMO).train()
     images = torch.rand(2, 3, 128, 128)
     samples = [sample(128, 128, [[10.0, 20.0, 70.0, 90.0]], [0]),
                sample(128, 128, [[40.0, 30.0, 120.0, 110.0], [5.0, 5.0, 35.0, 40.0]], [2, 1])]
@@ -272,15 +260,15 @@ def test_loss_falls_on_a_fixed_batch():
     assert sum(losses[-3:]) / 3 < 0.7 * sum(losses[:3]) / 3, losses
 
 
-def test_train_then_test_and_infer(tmp_path, infer_tool):
+@pytest.mark.slow
+def test_train_then_test_and_infer(tmp_path, tiny_synthetic, infer_tool):
     """The demo config through mmengine's Runner (what tools/train.py and tools/test.py build): two epochs
     on 8 generated images, a checkpoint, then the test loop's COCO metrics from that checkpoint, and
     tools/infer.py drawing its boxes."""
     from mvdense.runner import build_runner
 
-    data_root = tmp_path / 'data'
-    generate_synthetic_dataset(data_root, num_train=8, num_val=4, image_size=(128, 128), seed=3)
-    cfg = Config.fromfile(str(DEMO))
+    data_root = tiny_synthetic
+    cfg = load_config(DEMO)
     cfg.work_dir = str(tmp_path / 'work')
     cfg.launcher = 'none'
     for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
@@ -309,7 +297,7 @@ def test_train_then_test_and_infer(tmp_path, infer_tool):
     assert len(losses) == 4 and all(torch.isfinite(torch.tensor(losses)))
 
     source = sorted((data_root / 'val').glob('*.jpg'))[0]
-    drawn = infer_tool.run(str(DEMO), str(checkpoint), str(source), str(tmp_path / 'drawn'), device='cpu',
+    drawn = infer_tool.run(DEMO, str(checkpoint), str(source), str(tmp_path / 'drawn'), device='cpu',
                            score_thr=0.0)
     assert drawn == [str(tmp_path / 'drawn' / f'{source.stem}.png')]
     assert not np.array_equal(np.asarray(Image.open(drawn[0]).convert('RGB')),

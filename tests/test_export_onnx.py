@@ -10,19 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, build_model, randomize_batchnorm
 from mmengine.config import Config
 from torch import nn
 
-from mvdense.deploy.build import DETECTION, build_model, task_of
+from mvdense.apis import DETECTION, task_of
 from mvdense.deploy.onnx_export import export_model, export_module, make_session, run_session
 from mvdense.deploy.optimize import prepare_for_inference
 from mvdense.deploy.postprocess import DetectionPostProcess, segmentation_mask
 from mvdense.deploy.wrappers import RawDetector, raw_network
 from mvdense.models.backbones.mobilevit import MobileViT
 
-pytest.importorskip('onnxruntime')
-
-ROOT = Path(__file__).resolve().parents[1]
 DETECTOR_CONFIG = ROOT / 'configs/ssdlite_mobilevit_xxs_coco.py'
 TOLERANCE = 1e-4
 # A small mmseg segmentor on our backbone (stands in for every segmentation config: the export only
@@ -36,29 +34,6 @@ SEGMENTOR_CONFIG = dict(default_scope='mmseg', model=dict(
                      in_index=0, norm_cfg=dict(type='BN'), align_corners=False,
                      loss_decode=dict(type='CrossEntropyLoss')),
     test_cfg=dict(mode='whole')))
-
-
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    """One intra-op thread: these small models gain nothing from two, and on a busy 2-core machine
-    OpenMP's barriers make every op wait for a descheduled thread (the module then takes 10x longer)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _randomize_batchnorms(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial BN statistics and affine parameters, so that folding them is actually tested."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.running_mean.copy_(torch.randn(module.num_features, generator=generator) * 0.2)
-                module.running_var.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
-                module.weight.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
-                module.bias.copy_(torch.randn(module.num_features, generator=generator) * 0.1)
-    return model.eval()
 
 
 def _image(batch: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -80,13 +55,13 @@ def _exported(model: nn.Module, directory: Path, input_size: tuple[int, int]):
 
 @pytest.fixture(scope='module')
 def detector_export(tmp_path_factory):
-    model = _randomize_batchnorms(build_model(str(DETECTOR_CONFIG)).model)
+    model = randomize_batchnorm(build_model(DETECTOR_CONFIG))
     return _exported(model, tmp_path_factory.mktemp('detector'), (320, 320))
 
 
 @pytest.fixture(scope='module')
 def segmentor_export(tmp_path_factory):
-    model = _randomize_batchnorms(build_model(Config(SEGMENTOR_CONFIG)).model)
+    model = randomize_batchnorm(build_model(Config(SEGMENTOR_CONFIG)))
     return _exported(model, tmp_path_factory.mktemp('segmentor'), (96, 128))
 
 
@@ -184,7 +159,7 @@ def test_segmentor_dynamic_sizes_match_eager_and_mmseg(segmentor_export, batch, 
 
 
 def test_mobilevit_unfold_fold_and_resize_export_at_odd_sizes(tmp_path):
-    backbone = _randomize_batchnorms(MobileViT('xxs', out_indices=(2, 3, 4)))
+    backbone = randomize_batchnorm(MobileViT('xxs', out_indices=(2, 3, 4)))
     path = str(tmp_path / 'backbone.onnx')
     axes = {'image': {0: 'batch', 2: 'height', 3: 'width'}}
     axes.update({name: {0: 'batch', 2: 'h', 3: 'w'} for name in ('s8', 's16', 's32')})
@@ -205,7 +180,7 @@ def test_attention_exports_fused_for_onnxruntime_or_portable(tmp_path):
     short ones stay plain; ``fused_attention=False`` writes plain ONNX. All match eager at odd sizes."""
     import onnx
 
-    backbone = _randomize_batchnorms(MobileViT('xxs', out_indices=(4,)))
+    backbone = randomize_batchnorm(MobileViT('xxs', out_indices=(4,)))
     axes = {'image': {0: 'batch', 2: 'height', 3: 'width'}, 's32': {0: 'batch', 2: 'h', 3: 'w'}}
     layers = sum(isinstance(m, nn.Linear) and m.out_features == 3 * m.in_features for m in backbone.modules())
     assert layers == 9                                        # transformer layers of MobileViT-XXS: 2 + 4 + 3
@@ -232,11 +207,12 @@ FAMILY_CONFIGS = ['configs/ssdlite_mobilevit_xxs_coco.py', 'configs/deeplabv3_mo
                   'configs/ssdlite_mobileformer_151m_coco.py', 'configs/deeplabv3_mobileformer_151m_voc.py']
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('config', FAMILY_CONFIGS)
 def test_each_family_config_exports(config, tmp_path):
     """A detector and a segmentor config of each family export; onnxruntime matches eager on a batch
     of 2 (segmentors: traced at 64 x 64, checked at an odd 65 x 97)."""
-    model = _randomize_batchnorms(build_model(str(ROOT / config)).model)
+    model = randomize_batchnorm(build_model(config))
     traced, checked = ((320, 320), (320, 320)) if task_of(model) == DETECTION else ((64, 64), (65, 97))
     path = str(tmp_path / 'model.onnx')
     export_model(model, path, traced)
@@ -282,7 +258,7 @@ def test_prepare_for_inference_keeps_outputs_and_removes_batchnorm(detector_expo
 
 
 def test_channels_last_backbone_matches_and_stays_channels_last():
-    backbone = _randomize_batchnorms(MobileViT('xxs', out_indices=(2, 3, 4)))
+    backbone = randomize_batchnorm(MobileViT('xxs', out_indices=(2, 3, 4)))
     image = torch.rand(1, 3, 65, 98)
     with torch.no_grad():
         expected = backbone(image)

@@ -346,6 +346,7 @@ def test_bad_arguments_are_named():
 
 def test_convert_weights_detects_the_authors_layout():
     ours = randomize_(MobileFormer('26m', num_classes=1000))
-    layout, converted = convert_checkpoint({'state_dict': to_authors_layout(ours)})
+    conversion = convert_checkpoint({'state_dict': to_authors_layout(ours)})
+    layout, converted = conversion.layout, conversion.state_dict
     assert layout == 'authors-mobileformer'
     assert converted.keys() == ours.state_dict().keys()

@@ -3,53 +3,37 @@ the right stages to the neck / head (shapes at 320 and at an odd size), and have
 recorded in the README (a changed arch table or channel list shows up here)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-from mmengine.config import Config
-from mmengine.registry import init_default_scope
+from conftest import ROOT, build_model
 
-import mvdense  # noqa: F401  (registers our modules)
 from mvdense.models.layers import count_parameters
 
-CONFIGS = Path(__file__).resolve().parents[1] / 'configs'
+CONFIGS = ROOT / 'configs'
 # Whole models, 80 COCO classes / 21 VOC classes (README, "Mobile-Former configs").
 PARAMETERS = {
-    'ssdlite_mobileformer_508m_coco.py': 9_400_354,
-    'ssdlite_mobileformer_294m_coco.py': 7_502_042,
-    'ssdlite_mobileformer_151m_coco.py': 5_775_510,
+    'ssdlite_mobileformer_508m_coco.py': 9_400_290,
+    'ssdlite_mobileformer_294m_coco.py': 7_501_978,
+    'ssdlite_mobileformer_151m_coco.py': 5_775_446,
     'deeplabv3_mobileformer_508m_voc.py': 10_546_909,
     'deeplabv3_mobileformer_294m_voc.py': 8_341_925,
     'deeplabv3_mobileformer_151m_voc.py': 6_194_209,
 }
 
 
-def build(name: str):
-    cfg = Config.fromfile(CONFIGS / name)
-    cfg.model.backbone.init_cfg = None   # no pretrained file here
-    if name.startswith('deeplabv3'):
-        from mmseg.registry import MODELS
-        init_default_scope('mmseg')
-    else:
-        from mmdet.registry import MODELS
-        init_default_scope('mmdet')
-    return cfg, MODELS.build(cfg.model).eval()
-
-
 @pytest.mark.parametrize('name', sorted(PARAMETERS))
 def test_builds_with_recorded_parameters_and_imagenet_input(name):
-    cfg, model = build(name)
+    model = build_model(CONFIGS / name)
     assert type(model.backbone).__name__ == 'MobileFormer'
     assert count_parameters(model) == PARAMETERS[name]
     # The authors' weights expect RGB normalised with the ImageNet mean/std, not MobileViT's BGR / 255.
-    preprocessor = cfg.model.data_preprocessor
+    preprocessor = model.cfg.model.data_preprocessor
     assert preprocessor.bgr_to_rgb and preprocessor.mean == [123.675, 116.28, 103.53]
 
 
 @pytest.mark.parametrize('size', [(320, 320), (333, 517)])
 def test_ssdlite_levels(size):
-    _, model = build('ssdlite_mobileformer_151m_coco.py')
+    model = build_model(CONFIGS / 'ssdlite_mobileformer_151m_coco.py')
     with torch.no_grad():
         features = model.neck(model.backbone(torch.rand(1, 3, *size)))
     strides = (16, 32, 64, 128, 256)
@@ -59,7 +43,7 @@ def test_ssdlite_levels(size):
 
 
 def test_deeplabv3_runs_at_output_stride_16():
-    _, model = build('deeplabv3_mobileformer_151m_voc.py')
+    model = build_model(CONFIGS / 'deeplabv3_mobileformer_151m_voc.py')
     with torch.no_grad():
         (feature,) = model.extract_feat(torch.rand(1, 3, 333, 517))
         logits = model.decode_head([feature])

@@ -59,7 +59,8 @@ def test_final_conv_option():
 
 
 def test_frozen_stages_and_norm_eval():
-    model = MobileViT('xxs', out_indices=(4,), frozen_stages=1, norm_eval=True)
+    # frozen_stages=2: the stem and stages 0 and 1 (the contract's meaning, as in mmdet).
+    model = MobileViT('xxs', out_indices=(4,), frozen_stages=2, norm_eval=True)
     model.train()
     assert not any(p.requires_grad for p in model.stem.parameters())
     assert not any(p.requires_grad for p in model.stages[1].parameters())
@@ -136,7 +137,7 @@ def _to_cvnets_layout(state_dict: dict) -> dict:
             new = 'conv_1.block.' + '.'.join(parts[1:])
         elif parts[0] == 'final_conv':
             new = 'conv_1x1_exp.block.' + '.'.join(parts[1:])
-        elif parts[0] == 'classifier':
+        elif parts[0] == 'head':
             new = 'classifier.fc.' + '.'.join(parts[2:])
         else:
             stage, block, name, rest = int(parts[1]), parts[2], parts[3], parts[4:]

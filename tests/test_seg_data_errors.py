@@ -4,28 +4,26 @@ at a missing data root or image list."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT, load_tool, run_tool
 from mmengine.registry import init_default_scope
 from PIL import Image
 
-from mvdense.datasets import generate_synthetic_dataset
 from mvdense.datasets.transforms import SegDataError, ValidateSegMap, data_error_summary
 
-ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = ROOT / 'configs/demo/deeplabv3_mobilevit_xxs_synthetic.py'
 CLASSES = ('background', 'circle', 'rectangle', 'triangle')
 STEM = 'train_000001'
 
 
 @pytest.fixture
-def voc_root(tmp_path) -> Path:
-    generate_synthetic_dataset(tmp_path / 'synthetic', num_train=3, num_val=1, image_size=(64, 80), seed=5)
-    return tmp_path / 'synthetic' / 'VOC2012'
+def voc_root(synthetic_dataset, tmp_path) -> Path:
+    """A private VOC-layout copy (3 + 1 images of 64 x 80) that each test may damage."""
+    root = synthetic_dataset(tmp_path / 'synthetic', num_train=3, num_val=1, image_size=(64, 80), seed=5)
+    return root / 'VOC2012'
 
 
 def load_all(voc_root: Path) -> None:
@@ -124,18 +122,16 @@ def test_summary_of_an_error_raised_in_a_dataloader_worker():
     assert data_error_summary(ValueError('other')) is None
 
 
+@pytest.mark.slow
 def test_train_tool_stops_with_the_file_and_problem(voc_root, tmp_path):
     labels = np.array(Image.open(mask_path(voc_root)))
     labels[0, 0] = 9
     write_mask(mask_path(voc_root), labels)
     root = f'{voc_root}/'
-    result = subprocess.run(
-        [sys.executable, 'tools/train.py', str(DEMO_CONFIG), '--work-dir', str(tmp_path / 'work'), '--cfg-options',
-         f'train_dataloader.dataset.data_root={root}', f'val_dataloader.dataset.data_root={root}',
-         f'test_dataloader.dataset.data_root={root}', 'train_dataloader.batch_size=3',
-         'train_dataloader.num_workers=1', 'train_dataloader.persistent_workers=False'],
-        cwd=ROOT, env=dict(os.environ, PYTHONWARNINGS='ignore'), capture_output=True, text=True, timeout=600)
-    assert result.returncode == 1
+    result = run_tool('train', DEMO_CONFIG, '--work-dir', tmp_path / 'work', '--cfg-options',
+                      f'train_dataloader.dataset.data_root={root}', f'val_dataloader.dataset.data_root={root}',
+                      f'test_dataloader.dataset.data_root={root}', 'train_dataloader.batch_size=3',
+                      'train_dataloader.num_workers=1', 'train_dataloader.persistent_workers=False', returncode=1)
     expected = (f'bad data: {mask_path(voc_root)}: the mask holds labels 9 outside the 4 classes 0..3 '
                 '(255 = ignore)')
     # One line, raised in the DataLoader worker and reported by the main process without tracebacks.
@@ -153,7 +149,7 @@ VOC_CONFIG = ROOT / 'configs/deeplabv3_mobilevit_xxs_voc.py'
 
 def train_tool_exit_message(argv: list[str], monkeypatch) -> str:
     """Runs tools/train.py in this process; returns the message it exits with."""
-    from tools import train
+    train = load_tool('train')
 
     # The tool sets LOCAL_RANK when absent: let monkeypatch restore the environment afterwards.
     monkeypatch.setenv('LOCAL_RANK', os.environ.get('LOCAL_RANK', '0'))

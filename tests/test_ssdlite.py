@@ -4,34 +4,25 @@ from __future__ import annotations
 
 import pytest
 import torch
-from mmengine.config import Config
-from mmengine.registry import init_default_scope
+from conftest import build_model
 
-import mvdense  # noqa: F401
 from mvdense.models.layers import count_parameters
 
-# Recounted from ml-cvnets' SSD-MobileViT code (80 classes + background).
-CVNETS_PARAMS = {'xxs': 1.755e6, 'xs': 2.742e6, 's': 5.739e6}
+# Counted from ml-cvnets' SSD-MobileViT code (80 classes + background).
+CVNETS_PARAMS = {'xxs': 1_755_050, 'xs': 2_742_042, 's': 5_738_826}
 
 
-def build_detector(arch: str, **overrides):
-    from mmdet.registry import MODELS
-
-    init_default_scope('mmdet')
-    cfg = Config.fromfile(f'configs/ssdlite_mobilevit_{arch}_coco.py')
-    cfg.model.backbone.init_cfg = None
-    cfg.model.merge(overrides) if overrides else None
-    return MODELS.build(cfg.model)
+def build_detector(arch: str):
+    return build_model(f'configs/ssdlite_mobilevit_{arch}_coco.py')
 
 
 @pytest.mark.parametrize('arch', sorted(CVNETS_PARAMS))
-def test_parameters_match_cvnets_recount(arch):
-    params = count_parameters(build_detector(arch))
-    assert abs(params - CVNETS_PARAMS[arch]) / CVNETS_PARAMS[arch] < 0.01
+def test_parameters_match_cvnets(arch):
+    assert count_parameters(build_detector(arch)) == CVNETS_PARAMS[arch]
 
 
 def test_levels_and_priors_at_320():
-    model = build_detector('xxs').eval()
+    model = build_detector('xxs')
     with torch.no_grad():
         cls_scores, bbox_preds = model._forward(torch.rand(1, 3, 320, 320))
     assert [tuple(c.shape[-2:]) for c in cls_scores] == [(20, 20), (10, 10), (5, 5), (3, 3), (2, 2), (1, 1)]
@@ -52,10 +43,40 @@ def test_levels_and_priors_at_320():
     assert (centres[:, 0, None] - expected_centres).abs().min(dim=1).values.max() < 1e-3
 
 
+def cvnets_priors(feature_sizes: list[int], ratios: list[list[int]]) -> torch.Tensor:
+    """ml-cvnets' SSD priors (``SSDAnchorGenerator``), relative to the image: per location (y, then x) the
+    boxes of side s_k and sqrt(s_k * s_k+1), then a wide and a tall box per aspect ratio, every coordinate
+    clamped to [0, 1]. Shape: [N, 4] (cx, cy, w, h)."""
+    scales = torch.linspace(0.1, 1.05, len(feature_sizes) + 1, dtype=torch.float64)
+    priors = []
+    for level, (size, level_ratios) in enumerate(zip(feature_sizes, ratios)):
+        small, large = scales[level].item(), (scales[level] * scales[level + 1]).sqrt().item()
+        sides = [(small, small), (large, large)]
+        for ratio in level_ratios:
+            sides += [(small * ratio ** 0.5, small / ratio ** 0.5), (small / ratio ** 0.5, small * ratio ** 0.5)]
+        for y in range(size):
+            for x in range(size):
+                priors += [((x + 0.5) / size, (y + 0.5) / size, w, h) for w, h in sides]
+    return torch.tensor(priors).clamp(0, 1)
+
+
+def test_priors_are_cvnets_priors_at_320():
+    generator = build_detector('xxs').bbox_head.prior_generator
+    sizes = [20, 10, 5, 3, 2, 1]
+    priors = torch.cat(generator.grid_priors([(s, s) for s in sizes], device='cpu')).double()
+    ours = torch.cat([(priors[:, :2] + priors[:, 2:]) / 2, priors[:, 2:] - priors[:, :2]], dim=1) / 320
+    expected = cvnets_priors(sizes, [[2, 3]] * 5 + [[2]])
+    assert ours.shape == expected.shape == (3232, 4)
+    assert (ours - expected).abs().max() < 1e-6
+    # The clamp bites on 18 priors (2x2 and 1x1 levels), which mmdet's SSDAnchorGenerator alone leaves wider
+    # or taller than the image.
+    assert int((expected[:, 2:] == 1).any(dim=1).sum()) == 18
+
+
 def test_predict_returns_boxes():
     from mmdet.structures import DetDataSample
 
-    model = build_detector('xxs').eval()
+    model = build_detector('xxs')
     sample = DetDataSample(metainfo=dict(img_shape=(320, 320), ori_shape=(480, 640), scale_factor=(0.5, 2 / 3),
                                          batch_input_shape=(320, 320)))
     with torch.no_grad():

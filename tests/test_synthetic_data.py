@@ -2,18 +2,17 @@
 idempotent regeneration, and the command line."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import os.path as osp
 
 import numpy as np
 import pytest
+from conftest import load_tool
 from PIL import Image
 
 from mvdense.datasets import CLASSES, SHAPES, generate_synthetic_dataset
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # Small and not square, so that a height/width mix-up shows.
 SMALL = dict(num_train=8, num_val=4, image_size=(96, 128), seed=3)
 
@@ -22,10 +21,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't
 
 
 @pytest.fixture(scope='module')
-def dataset(tmp_path_factory) -> str:
-    root = tmp_path_factory.mktemp('synthetic') / 'data'
-    generate_synthetic_dataset(root, **SMALL)
-    return str(root)
+def dataset(synthetic_dataset) -> str:
+    return str(synthetic_dataset(**SMALL))
 
 
 def _relative_files(root: str) -> list[str]:
@@ -182,10 +179,7 @@ def test_num_classes_selects_the_first_shapes(tmp_path):
 
 
 def test_command_line_prints_a_one_line_summary(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location('make_synthetic_data',
-                                                  osp.join(REPO_ROOT, 'tools', 'make_synthetic_data.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('make_synthetic_data')
     root = str(tmp_path / 'data')
     argv = ['--root', root, '--num-train', '3', '--num-val', '2', '--seed', '1', '--size', '80', '96']
     tool.main(argv)
@@ -201,8 +195,6 @@ def test_openmmlab_datasets_load_both_layouts(dataset):
 
     mmseg's PascalVOCDataset itself refuses class names outside the 20 VOC classes; BaseSegDataset with
     the VOC suffixes reads the same folders."""
-    pytest.importorskip('mmdet')
-    pytest.importorskip('mmseg')
     from mmdet.datasets import CocoDataset
     from mmseg.datasets import BaseSegDataset
 

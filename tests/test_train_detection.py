@@ -4,27 +4,16 @@ tools/dist_train.sh trains with 2 CPU processes (gloo)."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT, run_tool
 
-from mvdense.datasets import generate_synthetic_dataset
+from mvdense.apis import load_config
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / 'configs/demo/ssdlite_mobilevit_xxs_synthetic.py'
-
-
-def _run(args: list[str], env_extra: dict | None = None, timeout: int = 600) -> str:
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore', **(env_extra or {}))
-    result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-4000:]
-    return output
 
 
 def _train_options(data_root: Path, epochs: int) -> list[str]:
@@ -46,20 +35,13 @@ def _losses(work_dir: Path) -> list[float]:
 
 
 @pytest.fixture(scope='module')
-def data_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp('synthetic')
-    generate_synthetic_dataset(root, num_train=8, num_val=4, seed=1)
-    return root
-
-
-@pytest.fixture(scope='module')
-def trained(data_root, tmp_path_factory) -> Path:
+def trained(tiny_synthetic, tmp_path_factory) -> Path:
     work_dir = tmp_path_factory.mktemp('work')
-    _run([sys.executable, 'tools/train.py', str(CONFIG), '--work-dir', str(work_dir),
-          *_train_options(data_root, epochs=6)])
+    run_tool('train', CONFIG, '--work-dir', work_dir, *_train_options(tiny_synthetic, epochs=6))
     return work_dir
 
 
+@pytest.mark.slow
 def test_training_loss_falls(trained):
     losses = _losses(trained)
     assert len(losses) == 12  # 6 epochs x 2 iterations
@@ -67,36 +49,45 @@ def test_training_loss_falls(trained):
     assert last < 0.8 * first, losses
 
 
-def test_test_tool_prints_coco_metrics_from_trained_checkpoint(trained, data_root):
+@pytest.mark.slow
+def test_test_tool_prints_coco_metrics_from_trained_checkpoint(trained, tiny_synthetic):
     checkpoint = (trained / 'last_checkpoint').read_text().strip()
-    output = _run([sys.executable, 'tools/test.py', str(CONFIG), checkpoint, '--work-dir', str(trained / 'test'),
-                   *_train_options(data_root, epochs=6)])
+    result = run_tool('test', CONFIG, checkpoint, '--work-dir', trained / 'test',
+                      *_train_options(tiny_synthetic, epochs=6))
+    output = result.stdout + result.stderr
     assert re.search(r'Average Precision +\(AP\) @\[ IoU=0\.50 +\| area= +all', output)  # pycocotools' table
     match = re.search(r'coco/bbox_mAP_50: (-?[\d.]+)', output)
     assert match and 0.0 <= float(match.group(1)) <= 1.0
 
 
-def test_resume_continues_from_last_epoch(trained, data_root):
-    output = _run([sys.executable, 'tools/train.py', str(CONFIG), '--work-dir', str(trained), '--resume',
-                   *_train_options(data_root, epochs=7)])
-    assert 'resumed epoch: 6' in output
+@pytest.mark.slow
+def test_resume_continues_from_last_epoch(trained, tiny_synthetic):
+    result = run_tool('train', CONFIG, '--work-dir', trained, '--resume', *_train_options(tiny_synthetic, epochs=7))
+    assert 'resumed epoch: 6' in result.stdout + result.stderr
     checkpoint = torch.load(trained / 'epoch_7.pth', map_location='cpu', weights_only=True)
     assert checkpoint['meta']['epoch'] == 7
 
 
-def test_dist_train_with_two_cpu_processes(data_root, tmp_path):
-    output = _run(['bash', 'tools/dist_train.sh', str(CONFIG), '2', '--work-dir', str(tmp_path),
-                   *_train_options(data_root, epochs=1)], env_extra={'PORT': '29533'})
-    assert 'Distributed launcher: pytorch' in output or "'world_size': 2" in output or 'World size: 2' in output
+@pytest.mark.slow
+def test_dist_train_with_two_cpu_processes(tiny_synthetic, tmp_path):
+    """Two ranks join (the runtime environment reports 2 processes), the 8 training images are split
+    between them (one iteration of 4 per rank and epoch instead of two), and each rank writes its own
+    log (``log_level=DEBUG`` makes mmengine keep one file per rank) with its training iteration."""
+    options = _train_options(tiny_synthetic, epochs=1) + ['log_level=DEBUG']
+    result = run_tool('dist_train.sh', CONFIG, 2, '--work-dir', tmp_path, *options, env={'PORT': '29533'})
+    output = result.stdout + result.stderr
+    assert re.search(r'Distributed training: True\s+GPU number: 2', output), output[-3000:]
+    rank_logs = {rank: list(tmp_path.glob(f'*/*rank{rank}.log')) for rank in (0, 1)}
+    for rank, logs in rank_logs.items():
+        assert len(logs) == 1, (rank, sorted(p.name for p in tmp_path.rglob('*.log')))
+        assert re.search(r'Epoch\(train\) +\[1\]\[1/1\]', logs[0].read_text()), rank
     assert (tmp_path / 'epoch_1.pth').is_file()
 
 
 def test_demo_config_classes_match_the_generator():
-    from mmengine.config import Config
-
     from mvdense.datasets.synthetic import CLASSES
 
-    cfg = Config.fromfile(str(CONFIG))
+    cfg = load_config(str(CONFIG))
     for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
         assert tuple(loader.dataset.metainfo.classes) == CLASSES
     assert cfg.model.bbox_head.num_classes == len(CLASSES)

@@ -10,12 +10,7 @@ measurement runs in a fresh process; see ``mvdense/benchmark.py`` for what is me
 """
 from __future__ import annotations
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from mvdense.benchmark import main  # noqa: E402
+from mvdense.benchmark import main
 
 if __name__ == '__main__':
     main()

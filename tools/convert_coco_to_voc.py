@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from mvdense.datasets.coco_to_voc import COCO_TO_VOC, VOC_CLASSES, convert_coco_to_voc  # noqa: E402
+from mvdense.datasets.coco_to_voc import COCO_TO_VOC, convert_coco_to_voc
+from mvdense.datasets.voc import VOC_CLASSES
 
 
 def parse_name_map(pairs: list[str]) -> dict[str, str]:

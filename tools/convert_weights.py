@@ -1,4 +1,4 @@
-"""Convert an ImageNet checkpoint (timm or apple/ml-cvnets MobileViT, authors' Mobile-Former) to mvdense.
+"""Convert an ImageNet checkpoint (timm or apple/ml-cvnets MobileViT, authors' Mobile-Former or GLiT) to mvdense.
 
     python tools/convert_weights.py SRC DST
 
@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,15 +22,17 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from mvdense.convert import convert_checkpoint
-    from mvdense.engine import AtomicLocalBackend, load_local_checkpoint
+    from mvdense.convert import convert_checkpoint, load_foreign_checkpoint
+    from mvdense.engine import AtomicLocalBackend
 
-    layout, state_dict = convert_checkpoint(load_local_checkpoint(args.src, map_location='cpu'))
+    result = convert_checkpoint(load_foreign_checkpoint(args.src))
     buffer = io.BytesIO()
-    torch.save({'state_dict': state_dict, 'meta': {'source': os.path.basename(args.src), 'layout': layout}},
-               buffer)
+    torch.save({'state_dict': result.state_dict,
+                'meta': {'source': os.path.basename(args.src), 'layout': result.layout}}, buffer)
     AtomicLocalBackend().put(buffer.getvalue(), args.dst)
-    print(f'{args.src} ({layout}, {len(state_dict)} tensors) -> {args.dst}')
+    print(f'{args.src} ({result.layout}, {len(result.state_dict)} tensors) -> {args.dst}')
+    if result.skipped:
+        print(f'skipped (no model weights): {", ".join(result.skipped)}')
 
 
 if __name__ == '__main__':

@@ -24,11 +24,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from mmengine.config import DictAction  # noqa: E402
+from mmengine.config import DictAction
 
 TOLERANCE = 1e-4
 
@@ -77,20 +74,20 @@ def main(argv: list[str] | None = None) -> str:
         raise SystemExit(f'config file not found: {args.config}')
     if args.checkpoint and not os.path.isfile(args.checkpoint):
         raise SystemExit(f'checkpoint not found: {args.checkpoint}')
-    from mvdense.deploy.build import DETECTION, build_model
+    from mvdense.apis import DETECTION, init_model, model_task
     from mvdense.deploy.onnx_export import export_model
 
-    built = build_model(args.config, args.checkpoint, args.cfg_options)
-    input_size = tuple(args.input_size) if args.input_size else \
-        ((320, 320) if built.task == DETECTION else (512, 512))
+    model = init_model(args.config, args.checkpoint, cfg_options=args.cfg_options)
+    task = model_task(model.cfg)
+    input_size = tuple(args.input_size) if args.input_size else ((320, 320) if task == DETECTION else (512, 512))
     out = args.out or os.path.join('work_dirs', 'onnx', os.path.splitext(os.path.basename(args.config))[0] + '.onnx')
-    metadata = export_model(built.model, out, input_size, args.dynamic_size, args.opset,
+    metadata = export_model(model, out, input_size, args.dynamic_size, args.opset,
                             fused_attention=not args.portable_attention)
     dynamic = metadata['input']['dynamic_size']
-    print(f'wrote {out} and {out}.json: {built.task}, outputs {metadata["outputs"]}, traced at '
+    print(f'wrote {out} and {out}.json: {task}, outputs {metadata["outputs"]}, traced at '
           f'{input_size[0]}x{input_size[1]}, dynamic batch, {"dynamic" if dynamic else "fixed"} height/width, '
           f'attention: {metadata["attention"]}')
-    if not args.no_verify and verify(built.model, out, input_size, dynamic) > TOLERANCE:
+    if not args.no_verify and verify(model, out, input_size, dynamic) > TOLERANCE:
         raise SystemExit(f'onnxruntime differs from torch eager by more than {TOLERANCE}')
     return out
 

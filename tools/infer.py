@@ -12,10 +12,9 @@ from __future__ import annotations
 import argparse
 import os
 import os.path as osp
-import sys
 from collections.abc import Sequence
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from mvdense.apis import DETECTION, init_model, model_task
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 # Pipeline steps that read or check ground truth, which inference does not have.
@@ -50,35 +49,12 @@ def list_images(path: str) -> list[str]:
     return images
 
 
-def detect_task(cfg) -> str:
-    """``'det'`` or ``'seg'``, from the config's default scope or, failing that, its model's heads."""
-    scope = cfg.get('default_scope')
-    if scope in ('mmdet', 'mmseg'):
-        return scope[2:]
-    if 'decode_head' in cfg.model:
-        return 'seg'
-    if 'bbox_head' in cfg.model or 'roi_head' in cfg.model:
-        return 'det'
-    raise SystemExit(f'error: {cfg.filename}: neither an mmdet nor an mmseg config (default_scope={scope!r})')
-
-
 def inference_pipeline(cfg) -> list[dict]:
     """The test pipeline without the steps that need ground truth."""
     dataset = cfg.test_dataloader.dataset
     while 'pipeline' not in dataset and ('dataset' in dataset or 'datasets' in dataset):
         dataset = dataset.get('dataset') or dataset.datasets[0]  # dataset wrappers
     return [step for step in dataset.pipeline if step['type'].split('.')[-1] not in ANNOTATION_STEPS]
-
-
-def load_model(cfg, checkpoint: str, task: str, device: str):
-    """Builds the model with its checkpoint's weights and ``dataset_meta`` (class names, palette)."""
-    if task == 'det':
-        from mmdet.apis import init_detector
-
-        return init_detector(cfg, checkpoint, device=device)
-    from mmseg.apis import init_model
-
-    return init_model(cfg, checkpoint, device=device)
 
 
 def predict(model, image_path: str, pipeline) -> object:
@@ -93,7 +69,7 @@ def predict(model, image_path: str, pipeline) -> object:
 def build_visualizer(task: str, dataset_meta: dict, opacity: float):
     """A visualizer of our own (not the config's global instance), with the model's classes and palette."""
     name = f'mvdense_infer_{task}'
-    if task == 'det':
+    if task == DETECTION:
         from mmdet.visualization import DetLocalVisualizer
 
         visualizer = DetLocalVisualizer.get_instance(name)
@@ -111,19 +87,16 @@ def run(config: str, checkpoint: str, inputs: str, out_dir: str, device: str | N
     import mmcv
     import torch
     from mmengine.dataset import Compose
-    from mmengine.registry import init_default_scope
-
-    from mvdense.runner import load_config
 
     images = list_images(inputs)
+    if not osp.isfile(config):
+        raise SystemExit(f'error: config file not found: {config}')
     if not osp.isfile(checkpoint):
         raise SystemExit(f'error: checkpoint not found: {checkpoint}')
-    cfg = load_config(config, cfg_options)
-    task = detect_task(cfg)
     device = device or ('cuda:0' if torch.cuda.is_available() else 'cpu')
-    model = load_model(cfg, checkpoint, task, device)
-    init_default_scope(cfg.get('default_scope', 'mm' + task))
-    pipeline = Compose(inference_pipeline(cfg))
+    model = init_model(config, checkpoint, device, cfg_options)       # also sets the config's default scope
+    task = model_task(model.cfg)
+    pipeline = Compose(inference_pipeline(model.cfg))
     visualizer = build_visualizer(task, model.dataset_meta, opacity)
     os.makedirs(out_dir, exist_ok=True)
     written = []
@@ -131,7 +104,7 @@ def run(config: str, checkpoint: str, inputs: str, out_dir: str, device: str | N
         sample = predict(model, image_path, pipeline)
         out_file = osp.join(out_dir, osp.splitext(osp.basename(image_path))[0] + '.png')
         image = mmcv.imread(image_path, channel_order='rgb')  # visualizers draw on RGB
-        draw_kwargs = dict(pred_score_thr=score_thr) if task == 'det' else dict(with_labels=True)
+        draw_kwargs = dict(pred_score_thr=score_thr) if task == DETECTION else dict(with_labels=True)
         visualizer.add_datasample(osp.basename(image_path), image, sample, draw_gt=False, out_file=out_file,
                                   **draw_kwargs)
         written.append(out_file)

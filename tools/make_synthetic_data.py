@@ -8,30 +8,9 @@ A no-op when ``ROOT`` already holds a complete dataset made with the same parame
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import os.path as osp
-import sys
 import time
-from types import ModuleType
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-MODULE_NAME = 'mvdense.datasets.synthetic'
-
-
-def load_generator() -> ModuleType:
-    """Loads ``mvdense/datasets/synthetic.py`` by path.
-
-    ``import mvdense`` would first import torch and OpenMMLab to register the models (seconds, and a full
-    install); the generator itself needs only numpy and Pillow, so making data should too.
-    """
-    if MODULE_NAME in sys.modules:
-        return sys.modules[MODULE_NAME]
-    spec = importlib.util.spec_from_file_location(MODULE_NAME, osp.join(REPO_ROOT, 'mvdense', 'datasets',
-                                                                        'synthetic.py'))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[MODULE_NAME] = module  # dataclasses look their module up here while the class is built
-    spec.loader.exec_module(module)
-    return module
+from mvdense.datasets import generate_synthetic_dataset
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,10 +28,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    generator = load_generator()
     start = time.perf_counter()
     try:
-        summary = generator.generate_synthetic_dataset(
+        summary = generate_synthetic_dataset(
             args.root, num_train=args.num_train, num_val=args.num_val, image_size=tuple(args.size),
             seed=args.seed, num_classes=args.num_classes)
     except (ValueError, FileExistsError) as error:

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
 
-import torch  # noqa: E402
-
-from mvdense.runner import add_common_args, build_runner, data_errors_as_exit, load_config  # noqa: E402
+from mvdense.runner import add_common_args, build_runner, data_errors_as_exit, load_config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -1,8 +1,13 @@
 # The embedded default with a Mobile-Former backbone: SSDLite-Mobile-Former-151M trained from scratch on
-# the generated synthetic set (`make demo DEMO_CONFIG=configs/demo/ssdlite_mobileformer_151m_synthetic.py`).
-# The data and schedule of the MobileViT demo; the model of the COCO config, without pretrained weights.
-_base_ = ['./ssdlite_mobilevit_xxs_synthetic.py', '../_base_/models/mobileformer_backbone.py']
+# the generated synthetic set (`make demo-mobileformer`): the model of ssdlite_mobileformer_151m_coco.py
+# without pretrained weights, with the data and schedule of the MobileViT demo.
+_base_ = [
+    '../_base_/models/ssdlite_mobileformer.py', '../_base_/datasets/synthetic_coco.py',
+    '../_base_/schedules/cpu_demo.py', '../_base_/det_runtime.py',
+]
 model = dict(
-    data_preprocessor={{_base_.imagenet_normalisation}},
-    backbone=dict(_delete_=True, type='MobileFormer', arch='151m', out_indices=(2, 3)),
-    neck=dict(in_channels=(88, 128)))
+    backbone=dict(arch='151m', init_cfg=None),
+    neck=dict(in_channels=(88, 128)),
+    bbox_head=dict(num_classes=3))   # the synthetic classes
+default_hooks = dict(logger=dict(interval=5), checkpoint=dict(interval=5, max_keep_ckpts=1, save_best=None))
+env_cfg = dict(mp_cfg=dict(opencv_num_threads=1))

@@ -30,18 +30,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image
 from pycocotools import mask as mask_utils
 
-from .synthetic import voc_palette
+from .voc import VOC_CLASSES, save_label_png, voc_palette
 
-__all__ = ['COCO_TO_VOC', 'VOC_CLASSES', 'ConversionSummary', 'category_labels', 'convert_coco_to_voc',
-           'decode_segmentation', 'render_label_map']
-
-#: PASCAL VOC's 21 classes, in label order (mmseg's ``PascalVOCDataset`` names).
-VOC_CLASSES = ('background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair',
-               'cow', 'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep', 'sofa',
-               'train', 'tvmonitor')
+__all__ = ['COCO_TO_VOC', 'ConversionSummary', 'category_labels', 'convert_coco_to_voc', 'decode_segmentation',
+           'render_label_map']
 
 #: COCO category name -> VOC class name, for the 20 COCO categories that are VOC classes.
 COCO_TO_VOC: dict[str, str] = {
@@ -134,12 +128,6 @@ def _place_image(source: str, target: str, image_mode: str) -> None:
         shutil.copyfile(source, target)
 
 
-def _save_palette_png(label_map: np.ndarray, path: str, palette: list[int]) -> None:
-    image = Image.fromarray(label_map, 'P')
-    image.putpalette(palette)
-    image.save(path, format='PNG')
-
-
 def convert_coco_to_voc(ann_file: str, img_dir: str, out_root: str, split: str = 'train2017',
                         classes: Sequence[str] = VOC_CLASSES, name_map: Mapping[str, str] | None = COCO_TO_VOC,
                         min_side: int = 256, min_labelled_pixels: int = 1,
@@ -191,7 +179,7 @@ def convert_coco_to_voc(ann_file: str, img_dir: str, out_root: str, split: str =
         stem = osp.splitext(osp.basename(image['file_name']))[0]
         # mmseg's VOC dataset looks for <stem>.jpg; decoders read the content, whatever the suffix says.
         _place_image(source, osp.join(jpeg_dir, f'{stem}.jpg'), image_mode)
-        _save_palette_png(label_map, osp.join(mask_dir, f'{stem}.png'), palette)
+        save_label_png(label_map, osp.join(mask_dir, f'{stem}.png'), palette)
         summary.kept.append(stem)
 
     with open(summary.image_set, 'w') as f:

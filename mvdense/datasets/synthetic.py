@@ -47,6 +47,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .voc import IGNORE_INDEX, save_label_png, voc_palette
+
 __all__ = ['CLASSES', 'SHAPES', 'generate_synthetic_dataset']
 
 #: Every shape kind the generator can draw; ``num_classes`` takes the first ones.
@@ -56,7 +58,6 @@ CLASSES = SHAPES[:3]
 
 # Bump when the output for given parameters changes, so that old datasets are regenerated.
 GENERATOR_VERSION = 1
-IGNORE_INDEX = 255
 SPLITS = ('train', 'val')
 OBJECT_SIZE_RANGE = (0.15, 0.60)  # longest bbox side, as a fraction of the shorter image side
 MAX_OBJECTS = 3
@@ -188,7 +189,7 @@ def _write_dataset(out_dir: str, params: dict) -> dict:
             for path in (osp.join(out_dir, split, f'{stem}.jpg'), osp.join(voc, 'JPEGImages', f'{stem}.jpg')):
                 with open(path, 'wb') as f:
                     f.write(jpeg)
-            _save_label_png(voc_label_map(scene), palette, osp.join(voc, 'SegmentationClass', f'{stem}.png'))
+            save_label_png(voc_label_map(scene), osp.join(voc, 'SegmentationClass', f'{stem}.png'), palette)
             _add_coco_image(coco, scene, image_id=index + 1, file_name=f'{stem}.jpg')
             stems.append(stem)
         _write_json(coco, osp.join(out_dir, 'annotations', f'instances_{split}.json'))
@@ -214,27 +215,6 @@ def _encode_jpeg(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image, 'RGB').save(buffer, format='JPEG', quality=JPEG_QUALITY)
     return buffer.getvalue()
-
-
-def _save_label_png(labels: np.ndarray, palette: list[int], path: str) -> None:
-    png = Image.fromarray(labels, 'L').convert('P')
-    png.putpalette(palette)
-    png.save(path, format='PNG')
-
-
-def voc_palette() -> list[int]:
-    """The 256-colour PASCAL VOC palette as a flat ``[r, g, b, ...]`` list (index 255 is cream)."""
-    palette = []
-    for index in range(256):
-        r = g = b = 0
-        code = index
-        for bit in range(8):  # VOC's colour map spreads the index bits over the three channels' MSBs
-            r |= ((code >> 0) & 1) << (7 - bit)
-            g |= ((code >> 1) & 1) << (7 - bit)
-            b |= ((code >> 2) & 1) << (7 - bit)
-            code >>= 3
-        palette += [r, g, b]
-    return palette
 
 
 def _empty_coco(class_names: list[str]) -> dict:

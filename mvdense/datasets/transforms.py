@@ -106,7 +106,7 @@ class ValidateSegMap(BaseTransform):
 
     Raises :class:`SegDataError` when the mask is not one channel of class indices (e.g. a colour PNG saved
     as RGB), when its size differs from the image's, or when it holds labels outside the range. Keys read:
-    ``gt_seg_map`` [H, W] uint8, ``img_shape``, ``seg_map_path``; nothing is modified.
+    ``gt_seg_map`` [H, W] uint8, ``ori_shape`` (else ``img_shape``), ``seg_map_path``; nothing is modified.
     """
 
     def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
@@ -122,7 +122,8 @@ class ValidateSegMap(BaseTransform):
         if seg_map.ndim != 2:
             raise SegDataError.about(path, f'the mask has shape {seg_map.shape}, expected one channel of '
                                            'class indices (a palette or grayscale PNG, not RGB colours)')
-        image_shape = tuple(results.get('img_shape', seg_map.shape))[:2]
+        # The image as loaded: a test pipeline may already have resized it (the mask is scored at this size).
+        image_shape = tuple(results.get('ori_shape', results.get('img_shape', seg_map.shape)))[:2]
         if seg_map.shape != image_shape:
             raise SegDataError.about(path, f'the mask is {seg_map.shape[0]}x{seg_map.shape[1]} (HxW) but its '
                                            f'image {results.get("img_path", "")} is '

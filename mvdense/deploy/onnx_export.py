@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..apis.inference import DETECTION, task_of
 from ..models import layers
-from .build import DETECTION, task_of
 from .postprocess import DetectionPostProcess
 from .wrappers import output_names, raw_network
 

@@ -11,8 +11,7 @@ Detection follows mmdet 3.3.0's ``BaseDenseHead._predict_by_feat_single`` for so
 ``nms_pre`` (score, class) pairs; decoding of the kept deltas against their priors (clipped to the
 image); boxes not wider and taller than ``min_bbox_size`` dropped; class-wise NMS; the best
 ``max_per_img`` kept. Same boxes as mmdet (up to float rounding and the order of exactly tied scores),
-several times faster when many candidates pass the score threshold: with random weights at 320², about
-5 ms per image against mmdet's 40 ms (``benchmarks/results.md``, end to end minus network).
+several times faster when many candidates pass the score threshold (``benchmarks/results.md``).
 """
 from __future__ import annotations
 
@@ -188,5 +187,5 @@ def segmentation_mask(seg_logits: Tensor, output_size: tuple[int, int] | None = 
         seg_logits = F.interpolate(seg_logits, size=output_size, mode='bilinear', align_corners=align_corners)
     if seg_logits.shape[1] == 1:
         return (seg_logits.sigmoid() > threshold).squeeze(1).long()
-    # max().indices is argmax (first maximum on ties), and about 3x faster than argmax() over dim 1 of NCHW.
+    # max().indices is argmax (first maximum on ties), and faster than argmax() over dim 1 of NCHW.
     return seg_logits.max(dim=1).indices

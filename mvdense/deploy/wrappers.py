@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .build import DETECTION, task_of
+from ..apis.inference import DETECTION, task_of
 
 
 class ImageNormalizer(nn.Module):

@@ -10,9 +10,8 @@ from mmengine.registry import HOOKS
 class ChannelsLastHook(Hook):
     """Puts the model's 4-d weights in channels-last (NHWC) layout before the run.
 
-    oneDNN's CPU convolutions, depthwise ones above all, run faster in NHWC: measured on the 2-core demo
-    machine, a training step of SSDLite-MobileViT-XXS (batch 16, 320x320) takes 0.83x the time of NCHW
-    in float32 and 0.88x under bfloat16 autocast. A convolution whose weight is channels-last returns
+    oneDNN's CPU convolutions, depthwise ones above all, run faster in NHWC (training-step times in
+    ``benchmarks/results.md``). A convolution whose weight is channels-last returns
     channels-last maps, so the NCHW batches of the data preprocessor need no conversion. The math is
     unchanged. Checkpoints hold the same values (a state dict loads into either layout).
     """

@@ -24,8 +24,11 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule
+from mmengine.structures import PixelData
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
+from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS as MMSEG_MODELS
+from mmseg.utils import OptSampleList, SampleList
 from torch import Tensor, nn
 
 
@@ -87,3 +90,43 @@ class LightASPPHead(BaseDecodeHead):
     def forward(self, inputs: Sequence[Tensor]) -> Tensor:
         """Backbone maps -> logits [B, num_classes, H, W] at the resolution of ``inputs[in_index]``."""
         return self.cls_seg(self.aspp(self._transform_inputs(inputs)))
+
+
+@MMSEG_MODELS.register_module()
+class NearestResizeEncoderDecoder(EncoderDecoder):
+    """mmseg's ``EncoderDecoder`` that brings the logits to the original image size by **nearest**-neighbour
+    interpolation, as ml-cvnets' evaluation does (``engine/eval_segmentation.py``), where mmseg's resizes
+    bilinearly. The network's own bilinear upsampling to its input size is unchanged.
+
+    With a test pipeline that resizes every image to 512x512, this is cvnets' evaluation of its DeepLabv3
+    model zoo: cv2-bilinear resize to 512x512, stride-16 logits upsampled bilinearly to 512x512, then
+    nearest-resized to the original size and argmaxed.
+    """
+
+    def postprocess_result(self, seg_logits: Tensor, data_samples: OptSampleList = None) -> SampleList:
+        """Logits [B, C, H, W] at the (padded) input size -> per image ``seg_logits`` [C, H0, W0] at the
+        original size and ``pred_sem_seg`` [1, H0, W0]."""
+        if data_samples is None:
+            return super().postprocess_result(seg_logits, data_samples)
+        for logits, sample in zip(seg_logits, data_samples):
+            logits = nearest_to_original(logits, sample.metainfo)
+            if logits.shape[0] > 1:
+                prediction = logits.argmax(dim=0, keepdim=True)
+            else:
+                logits = logits.sigmoid()
+                prediction = (logits > self.decode_head.threshold).to(logits)
+            sample.set_data(dict(seg_logits=PixelData(data=logits), pred_sem_seg=PixelData(data=prediction)))
+        return data_samples
+
+
+def nearest_to_original(logits: Tensor, img_meta: dict) -> Tensor:
+    """Removes the batch padding, undoes a test-time flip and nearest-resizes to ``img_meta['ori_shape']``.
+
+    Shape: [C, H, W] -> [C, H0, W0].
+    """
+    left, right, top, bottom = img_meta.get('img_padding_size', img_meta.get('padding_size', [0] * 4))
+    height, width = logits.shape[-2:]
+    logits = logits[:, top:height - bottom, left:width - right]
+    if img_meta.get('flip'):
+        logits = logits.flip(dims=(2,) if img_meta.get('flip_direction') == 'horizontal' else (1,))
+    return F.interpolate(logits[None], size=tuple(img_meta['ori_shape'][:2]), mode='nearest')[0]

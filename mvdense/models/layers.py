@@ -10,6 +10,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule
+from mmcv.cnn.bricks import DropPath
 from torch import Tensor, nn
 
 DEFAULT_NORM = dict(type='BN')
@@ -92,10 +93,9 @@ onnx_attention: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None
 def attention(query: Tensor, key: Tensor, value: Tensor, dropout_p: float = 0.0) -> Tensor:
     """``F.scaled_dot_product_attention``, kept in float32 under CPU bfloat16 autocast.
 
-    Shape: [B, heads, N, C] (x3) -> [B, heads, N, C]. Measured on this project's CPUs (AMX), the bfloat16
-    flash-attention kernel trains MobileViT's attention 1.7-6x slower than the float32 one (forward +
-    backward; the gap is widest for the short sequences of the deeper stages), so the kernel runs in
-    float32 while the projections around it stay in bfloat16.
+    Shape: [B, heads, N, C] (x3) -> [B, heads, N, C]. torch's CPU bfloat16 flash-attention kernel trains
+    MobileViT's attention several times slower than the float32 one (``benchmarks/results.md``), so the
+    kernel runs in float32 while the projections around it stay in bfloat16.
     """
     if onnx_attention is not None and torch.onnx.is_in_onnx_export():
         return onnx_attention(query, key, value)
@@ -154,22 +154,24 @@ class PreNormTransformerLayer(nn.Module):
         drop: Dropout after the attention and after the FFN (ml-cvnets' ``dropout``).
         attn_drop: Dropout on the attention weights.
         ffn_drop: Dropout between the two FFN linears.
+        drop_path: Stochastic depth on both residual branches (per sample).
 
     Shape: [B, N, C] -> [B, N, C].
     """
 
     def __init__(self, dim: int, ffn_dim: int, num_heads: int, drop: float = 0.0, attn_drop: float = 0.0,
-                 ffn_drop: float = 0.0, act_layer: type[nn.Module] = nn.SiLU) -> None:
+                 ffn_drop: float = 0.0, act_layer: type[nn.Module] = nn.SiLU, drop_path: float = 0.0) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
         self.attn = MultiHeadSelfAttention(dim, num_heads, attn_drop)
         self.norm2 = nn.LayerNorm(dim)
         self.ffn = FeedForward(dim, ffn_dim, act_layer, ffn_drop)
         self.drop = nn.Dropout(drop)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x + self.drop(self.attn(self.norm1(x)))
-        return x + self.drop(self.ffn(self.norm2(x)))
+        x = x + self.drop_path(self.drop(self.attn(self.norm1(x))))
+        return x + self.drop_path(self.drop(self.ffn(self.norm2(x))))
 
 
 def freeze_module(module: nn.Module) -> None:
@@ -191,16 +193,7 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def resize_to_multiple(x: Tensor, multiple: int) -> Tensor:
-    """Bilinearly resizes [B, C, H, W] up to the next multiple of ``multiple`` in H and W (or returns x)."""
-    height, width = x.shape[-2:]
-    new_h, new_w = -(-height // multiple) * multiple, -(-width // multiple) * multiple
-    if (new_h, new_w) == (height, width):
-        return x
-    return F.interpolate(x, size=(new_h, new_w), mode='bilinear', align_corners=False)
-
-
 __all__ = [
     'make_divisible', 'InvertedResidual', 'SeparableConv', 'MultiHeadSelfAttention', 'FeedForward',
-    'PreNormTransformerLayer', 'freeze_module', 'set_norm_eval', 'count_parameters', 'resize_to_multiple',
+    'PreNormTransformerLayer', 'freeze_module', 'set_norm_eval', 'count_parameters',
 ]

@@ -10,20 +10,26 @@ cvnets' layout, which these modules reproduce parameter for parameter:
 * the stride-16 and stride-32 backbone maps are projected by 1x1 conv + BN + act when their width
   differs from the head's (``proj_channels``), and the extra levels are built from the *unprojected*
   stride-32 map: separable 3x3 stride-2 convs (dw + BN, pw + BN + act) to strides 64/128/256, then a
-  global-pool level (pool, 1x1 conv with bias + act);
+  global-pool level (pool, 1x1 conv without bias + act);
 * each level predicts class scores and box offsets with one depthwise-separable conv: a 3x3 depthwise
   conv + BN shared by both outputs, then 1x1 convs (with bias). The global-pool level uses a plain 1x1
   conv. cvnets fuses the two 1x1 convs into one; two convs over the same input are the same function
-  and the same parameter count.
+  and the same parameter count (``mvdense.models.cvnets_convert`` splits cvnets' fused weights);
+* every prior's width and height is capped at the input size, as cvnets clamps its priors to the image
+  (mmdet's ``SSDAnchorGenerator`` does not: at 320x320, 18 of the 3,232 priors would be wider or taller
+  than the image).
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from mmcv.cnn import ConvModule
 from mmdet.models.dense_heads import SSDHead
 from mmdet.registry import MODELS as MMDET_MODELS
+from mmengine.config import ConfigDict
 from mmengine.model import BaseModule
+from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from .layers import SeparableConv
@@ -67,7 +73,8 @@ class SSDLiteNeck(BaseModule):
                                                    pw_norm_cfg=norm_cfg, pw_act_cfg=act_cfg))
             previous = width
         self.extra_layers.append(nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), ConvModule(previous, extra_channels[-1], 1, norm_cfg=None, act_cfg=act_cfg)))
+            nn.AdaptiveAvgPool2d(1),
+            ConvModule(previous, extra_channels[-1], 1, norm_cfg=None, act_cfg=act_cfg, bias=False)))
 
     def forward(self, inputs: Sequence[Tensor]) -> tuple[Tensor, ...]:
         outs = [projection(x) for projection, x in zip(self.projections, inputs)]
@@ -86,7 +93,14 @@ class SSDLiteHead(SSDHead):
         kernel_sizes: Depthwise kernel per level; 1 means a plain 1x1 prediction conv (cvnets uses 1 on the
             global-pool level). Defaults to 3 everywhere but the last level.
         norm_cfg: Norm of the depthwise convs (BN / SyncBN).
+        max_prior_size: Cap on every prior's width and height, in pixels (each prior keeps its centre), as
+            cvnets clamps its priors to the image. Defaults to the stride of the last level: SSDLite's
+            last level is the global-pool one, a single location whose stride is the input side (320).
         Other arguments as mmdet's ``SSDHead`` (``use_depthwise``/``stacked_convs`` are not used).
+
+    ``test_cfg`` takes mmdet's keys and two of cvnets' post-processing rules: ``max_per_class`` (keep the
+    best k boxes of each class after NMS) and ``clip_after_nms`` (clip the boxes to the image after NMS;
+    with ``bbox_coder.clip_border=False``, nothing is clipped before).
 
     Also repairs mmdet 3.3.0's ``SSDHead.predict``, which reads a ``loss_cls`` attribute that ``SSDHead``
     never sets (SSD computes its softmax CE inline): we set ``loss_cls = None``, which is what the
@@ -97,11 +111,15 @@ class SSDLiteHead(SSDHead):
     """
 
     def __init__(self, *args, kernel_sizes: Sequence[int] | None = None, norm_cfg: dict | None = None,
-                 **kwargs) -> None:
+                 max_prior_size: float | None = None, **kwargs) -> None:
         self._kernel_sizes = kernel_sizes
         self._dw_norm_cfg = norm_cfg or dict(type='BN')
         super().__init__(*args, **kwargs)
         self.loss_cls = None
+        if max_prior_size is None:
+            max_prior_size = max(self.prior_generator.strides[-1])
+        self.prior_generator.base_anchors = [cap_prior_size(anchors, max_prior_size)
+                                             for anchors in self.prior_generator.base_anchors]
 
     def _init_layers(self) -> None:
         kernel_sizes = self._kernel_sizes or [3] * (len(self.in_channels) - 1) + [1]
@@ -126,3 +144,43 @@ class SSDLiteHead(SSDHead):
             cls_scores.append(cls_conv(shared))
             bbox_preds.append(reg_conv(shared))
         return cls_scores, bbox_preds
+
+    def _bbox_post_process(self, results: InstanceData, cfg: ConfigDict, rescale: bool = False,
+                           with_nms: bool = True, img_meta: dict | None = None) -> InstanceData:
+        """mmdet's post-processing (rescale, NMS, ``max_per_img``), then ``cfg.max_per_class`` and
+        ``cfg.clip_after_nms`` if set. ``results.bboxes``: [N, 4] (x1, y1, x2, y2)."""
+        results = super()._bbox_post_process(results, cfg, rescale=rescale, with_nms=with_nms, img_meta=img_meta)
+        if cfg.get('max_per_class'):
+            results = results[top_k_per_class(results.scores, results.labels, cfg.max_per_class)]
+        if cfg.get('clip_after_nms'):
+            height, width = img_meta['ori_shape' if rescale else 'img_shape'][:2]
+            results.bboxes[:, 0::2] = results.bboxes[:, 0::2].clamp(0, width)
+            results.bboxes[:, 1::2] = results.bboxes[:, 1::2].clamp(0, height)
+        return results
+
+
+def cap_prior_size(anchors: Tensor, max_size: float) -> Tensor:
+    """Caps the width and height of boxes at ``max_size``, keeping their centres (other boxes are returned
+    as they are).
+
+    Shape: [N, 4] (x1, y1, x2, y2) -> [N, 4].
+    """
+    centres = (anchors[:, :2] + anchors[:, 2:]) / 2
+    too_large = (anchors[:, 2:] - anchors[:, :2] > max_size).repeat(1, 2)
+    capped = torch.cat([centres - max_size / 2, centres + max_size / 2], dim=1)
+    return torch.where(too_large, capped, anchors)
+
+
+def top_k_per_class(scores: Tensor, labels: Tensor, k: int) -> Tensor:
+    """Indices of the ``k`` best-scoring boxes of each class, in descending score order.
+
+    Shape: scores [N], labels [N] -> indices [M], M <= N.
+    """
+    order = scores.argsort(descending=True, stable=True)
+    sorted_labels = labels[order]
+    # Rank of each box within its class: boxes of one class are contiguous after a stable sort by label.
+    by_class = sorted_labels.argsort(stable=True)
+    class_starts = torch.searchsorted(sorted_labels[by_class], sorted_labels[by_class])
+    ranks = torch.empty_like(by_class)
+    ranks[by_class] = torch.arange(len(by_class), device=labels.device) - class_starts
+    return order[ranks < k]

@@ -39,11 +39,10 @@ import torch
 import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
-from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from ...registry import MODELS
-from ..layers import freeze_module, set_norm_eval
+from .base import BaseBackbone, check_out_indices, lookup_arch
 
 
 @dataclass(frozen=True)
@@ -415,7 +414,7 @@ class ClassifierHead(nn.Module):
 
 
 @MODELS.register_module()
-class MobileFormer(BaseModule):
+class MobileFormer(BaseBackbone):
     """Mobile-Former backbone for dense prediction (and the ImageNet classifier, for checkpoints).
 
     Args:
@@ -426,18 +425,20 @@ class MobileFormer(BaseModule):
             the last element of the output (for DETR-style heads).
         output_stride: 32, or 16 to run stage 3's down-sampling block at stride 1.
         frozen_stages: -1 freezes nothing; k >= 0 freezes the stem (conv, lite bottleneck, token
-            embedding) and stages 0..k-1; 4 also freezes the last Mobile->Former bridge.
+            embedding) and stages 0..k-1 (the backbone contract, ``backbones/base.py``); 4 also freezes
+            the last Mobile->Former bridge.
         norm_eval: Keep BatchNorm layers in eval mode while training.
         num_classes: Build the classifier head (and the last bridge) used by :meth:`forward_classifier`;
             ``forward`` still returns features.
         drop_rate: Dropout before the classifier's last Linear (the authors trained with 0.2-0.3).
         drop_path_rate: Stochastic depth, ramped over the table rows as the authors do (0 = off).
         norm_cfg: Normalisation of the conv layers (BN, or SyncBN for distributed training).
+        pretrained: Deprecated alias of ``init_cfg=dict(type='Pretrained', checkpoint=...)``.
         init_cfg: e.g. ``dict(type='Pretrained', checkpoint='mf508m.pth')`` (a converted checkpoint).
 
     Attributes:
-        out_channels: Channels of each returned feature map (the tokens, if returned, have
-            ``token_dim`` channels and are not listed).
+        out_channels / out_strides: Channels and stride of each returned feature map (the tokens, if
+            returned, have ``token_dim`` channels and are not listed).
 
     Shape: [B, 3, H, W] (any H, W >= 32) -> tuple of [B, C_i, ceil(H / s_i), ceil(W / s_i)]
     (then [B, M, d] with ``with_tokens``).
@@ -446,25 +447,18 @@ class MobileFormer(BaseModule):
     def __init__(self, arch: str | dict = '508m', out_indices: Sequence[int] = (0, 1, 2, 3),
                  with_tokens: bool = False, output_stride: int = 32, frozen_stages: int = -1,
                  norm_eval: bool = False, num_classes: int | None = None, drop_rate: float = 0.0,
-                 drop_path_rate: float = 0.0, norm_cfg: dict | None = None,
+                 drop_path_rate: float = 0.0, norm_cfg: dict | None = None, pretrained: str | None = None,
                  init_cfg: dict | list | None = None) -> None:
-        super().__init__(init_cfg=init_cfg)
-        if isinstance(arch, str):
-            if arch not in ARCHS:
-                raise KeyError(f'Mobile-Former arch {arch!r} is not one of {sorted(ARCHS)}')
-            arch = ARCHS[arch]
+        super().__init__(frozen_stages, norm_eval, pretrained, init_cfg)
+        arch = lookup_arch(arch, ARCHS, 'Mobile-Former')
         if output_stride not in (16, 32):
-            raise ValueError(f'output_stride must be 16 or 32, got {output_stride}')
-        if not out_indices or any(i not in range(4) for i in out_indices):
-            raise ValueError(f'out_indices must be a non-empty subset of 0..3, got {out_indices}')
+            raise ValueError(f'MobileFormer: output_stride must be 16 or 32, got {output_stride}')
+        self.out_indices = check_out_indices(out_indices, 4, 'MobileFormer')
         # Tables written in a config arrive as lists; ours are BlockRows.
         rows = [row if isinstance(row, BlockRow) else BlockRow(*row) for row in arch['blocks']]
         if rows[0].kind != 'lite' or any(row.kind == 'lite' for row in rows[1:]):
             raise ValueError('a Mobile-Former table starts with its one lite bottleneck')
-        self.out_indices = tuple(sorted(set(out_indices)))   # outputs come in stage order
         self.with_tokens = with_tokens
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
         self.num_tokens, self.token_dim = arch['num_tokens'], arch['token_dim']
         groups, token_dim = arch['groups'], arch['token_dim']
 
@@ -484,6 +478,7 @@ class MobileFormer(BaseModule):
         self.stage_ends = [max(i for i, s in enumerate(self.block_stages) if s == stage) for stage in range(4)]
         stage_channels = [self.blocks[end].former_to_mobile.k.out_features for end in self.stage_ends]
         self.out_channels = [stage_channels[i] for i in self.out_indices]
+        self.out_strides = [2 ** (2 + min(i, output_stride.bit_length() - 3)) for i in self.out_indices]
         self._output_blocks = [self.stage_ends[i] for i in self.out_indices]
         # Blocks past the last output are not run, unless the tokens are wanted.
         self._num_blocks_run = len(self.blocks) if with_tokens else max(self._output_blocks) + 1
@@ -496,7 +491,7 @@ class MobileFormer(BaseModule):
         if num_classes:
             self.head = ClassifierHead(channels, token_dim, arch['head_channels'], num_classes, groups,
                                        drop_rate, norm_cfg)
-        self._freeze_stages()
+        self.freeze_stages()
 
     def _build_blocks(self, rows: list[BlockRow], output_stride: int, token_dim: int,
                       groups: int, drop_path_rate: float, norm_cfg: dict | None) -> None:
@@ -536,13 +531,9 @@ class MobileFormer(BaseModule):
             raise ValueError(f'unknown Mobile-Former block kind {row.kind!r}')
         return MobileFormerBlock(mobile, in_channels, row.out_channels, token_dim, drop_path_rate)
 
-    def init_weights(self) -> None:
+    def init_from_scratch(self) -> None:
         """The authors' initialisation (conv: normal, std sqrt(2 / (k * k * C_out)); Linear: normal,
-        std 0.01, zero bias; BN: 1/0; embedding and LayerNorm: PyTorch's) unless ``init_cfg`` asks for
-        something else, e.g. Pretrained weights."""
-        if self.init_cfg is not None:
-            super().init_weights()
-            return
+        std 0.01, zero bias; BN: 1/0; embedding and LayerNorm: PyTorch's)."""
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode='fan_out', nonlinearity='relu')
@@ -552,7 +543,17 @@ class MobileFormer(BaseModule):
             elif isinstance(module, nn.modules.batchnorm._BatchNorm):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
-        self._is_init = True
+
+    def stem_modules(self) -> list[nn.Module]:
+        return [self.stem, self.lite_bottleneck, self.tokens]
+
+    def stage_modules(self) -> list[list[nn.Module]]:
+        stages: list[list[nn.Module]] = [[] for _ in range(4)]
+        for block, stage in zip(self.blocks, self.block_stages):
+            stages[stage].append(block)
+        if self.final_mobile_to_former is not None:
+            stages[-1].append(self.final_mobile_to_former)
+        return stages
 
     def _initial_tokens(self, batch: int) -> Tensor:
         """[B, M, d]: the learned tokens, the same for every image (a broadcast view, no copy)."""
@@ -581,21 +582,3 @@ class MobileFormer(BaseModule):
             x, tokens = block(x, tokens)
         tokens = self.final_mobile_to_former(x, tokens)
         return self.head(x, tokens[:, 0])
-
-    def _freeze_stages(self) -> None:
-        if self.frozen_stages < 0:
-            return
-        for module in (self.stem, self.lite_bottleneck, self.tokens):
-            freeze_module(module)
-        for block, stage in zip(self.blocks, self.block_stages):
-            if stage < self.frozen_stages:
-                freeze_module(block)
-        if self.frozen_stages >= 4 and self.final_mobile_to_former is not None:
-            freeze_module(self.final_mobile_to_former)
-
-    def train(self, mode: bool = True) -> MobileFormer:
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            set_norm_eval(self)
-        return self

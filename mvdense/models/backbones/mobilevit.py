@@ -17,17 +17,18 @@ Input convention of Apple's released ImageNet weights: **BGR in [0, 1], no mean/
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule
-from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from ...registry import MODELS
-from ..layers import InvertedResidual, PreNormTransformerLayer, freeze_module, set_norm_eval
+from ..layers import InvertedResidual, PreNormTransformerLayer
+from .base import BaseBackbone, check_out_indices, lookup_arch
 
 
 @dataclass(frozen=True)
@@ -92,8 +93,9 @@ class MobileViTBlock(nn.Module):
     trace_any_size: bool = True
 
     def __init__(self, channels: int, transformer_dim: int, ffn_dim: int, num_layers: int, num_heads: int,
-                 patch_size: int, dropout: float, attn_dropout: float = 0.0, ffn_dropout: float = 0.0,
-                 kernel_size: int = 3, norm_cfg: dict | None = None, act_cfg: dict | None = None) -> None:
+                 patch_size: int, drop: float, attn_drop: float = 0.0, ffn_drop: float = 0.0,
+                 drop_paths: Sequence[float] | None = None, kernel_size: int = 3, norm_cfg: dict | None = None,
+                 act_cfg: dict | None = None) -> None:
         super().__init__()
         norm_cfg = norm_cfg or dict(type='BN')
         act_cfg = act_cfg or dict(type='SiLU')
@@ -102,10 +104,11 @@ class MobileViTBlock(nn.Module):
         self.local_conv = ConvModule(channels, channels, kernel_size, padding=padding, norm_cfg=norm_cfg,
                                      act_cfg=act_cfg)
         self.to_tokens = nn.Conv2d(channels, transformer_dim, 1, bias=False)
+        drop_paths = drop_paths or [0.0] * num_layers
         self.transformer = nn.Sequential(*[
-            PreNormTransformerLayer(transformer_dim, ffn_dim, num_heads, drop=dropout, attn_drop=attn_dropout,
-                                    ffn_drop=ffn_dropout)
-            for _ in range(num_layers)])
+            PreNormTransformerLayer(transformer_dim, ffn_dim, num_heads, drop=drop, attn_drop=attn_drop,
+                                    ffn_drop=ffn_drop, drop_path=drop_paths[i])
+            for i in range(num_layers)])
         self.norm = nn.LayerNorm(transformer_dim)
         self.from_tokens = ConvModule(transformer_dim, channels, 1, norm_cfg=norm_cfg, act_cfg=act_cfg)
         self.fusion = ConvModule(2 * channels, channels, kernel_size, padding=padding, norm_cfg=norm_cfg,
@@ -158,55 +161,57 @@ class MobileViTBlock(nn.Module):
 
 
 @MODELS.register_module()
-class MobileViT(BaseModule):
-    """MobileViT backbone for dense prediction.
+class MobileViT(BaseBackbone):
+    """MobileViT backbone for dense prediction (the backbone contract: ``backbones/base.py``).
 
     Args:
         arch: ``'xxs'``, ``'xs'`` or ``'s'``, or a dict shaped like an entry of :data:`ARCHS`.
-        out_indices: Stages to return, 0-4 at strides 2, 4, 8, 16, 32.
+        out_indices: Stages to return, 0-4 at strides 2, 4, 8, 16, 32 (before ``output_stride``).
         output_stride: 32, 16 or 8. 16 runs stage 4's strided MV2 block at stride 1 (ml-cvnets' DeepLabv3).
         with_final_conv: Apply the classifier's 1x1 "exp" conv to the last stage's output.
-        num_classes: If set, build the ImageNet classifier (pool -> dropout -> Linear) used by
+        num_classes: If set, build the ImageNet classifier ``head`` (pool -> dropout -> Linear) used by
             :meth:`forward_classifier` (with the final conv). For checkpoints and parameter checks.
-        dropout: Transformer dropout; ``None`` takes the arch's (0.05 XXS, 0.1 XS/S).
-        attn_dropout / ffn_dropout: Dropout on attention weights / inside the FFN (0 in ml-cvnets).
-        classifier_dropout: Dropout before the classifier.
-        frozen_stages: Freeze the stem and stages ``0..frozen_stages`` (-1: nothing).
+        proj_drop_rate: Transformer dropout after attention and FFN; ``None`` takes the arch's (0.05 XXS,
+            0.1 XS/S, as the authors trained).
+        attn_drop_rate / ffn_drop_rate: Dropout on attention weights / inside the FFN (0 in ml-cvnets).
+        drop_rate: Dropout before the classifier's Linear.
+        drop_path_rate: Stochastic depth of the transformer layers, ramped linearly over them from 0 to
+            this value (0 in ml-cvnets).
+        frozen_stages: -1 nothing; 0 the stem; k the stem and stages ``0..k-1``.
         norm_eval: Keep BatchNorm layers in eval mode while training.
         norm_cfg / act_cfg: Normalisation (BN, SyncBN) and activation (SiLU) of the conv layers.
+        pretrained: Deprecated alias of ``init_cfg=dict(type='Pretrained', checkpoint=...)``.
         init_cfg: e.g. ``dict(type='Pretrained', checkpoint='mobilevit_xxs.pth')``.
+
+    Attributes:
+        out_channels / out_strides: Channels and stride of each returned map.
 
     Shape: [B, 3, H, W] (any H, W >= 32) -> tuple of [B, C_i, ceil(H / s_i), ceil(W / s_i)].
     """
 
     def __init__(self, arch: str | dict = 's', out_indices: Sequence[int] = (3, 4), output_stride: int = 32,
-                 with_final_conv: bool = False, num_classes: int | None = None, dropout: float | None = None,
-                 attn_dropout: float = 0.0, ffn_dropout: float = 0.0, classifier_dropout: float = 0.1,
-                 frozen_stages: int = -1, norm_eval: bool = False, norm_cfg: dict | None = None,
-                 act_cfg: dict | None = None, init_cfg: dict | list | None = None) -> None:
-        super().__init__(init_cfg=init_cfg)
-        if isinstance(arch, str):
-            if arch not in ARCHS:
-                raise KeyError(f'MobileViT arch {arch!r} is not one of {sorted(ARCHS)}')
-            arch = ARCHS[arch]
+                 with_final_conv: bool = False, num_classes: int | None = None,
+                 proj_drop_rate: float | None = None, attn_drop_rate: float = 0.0, ffn_drop_rate: float = 0.0,
+                 drop_rate: float = 0.1, drop_path_rate: float = 0.0, frozen_stages: int = -1,
+                 norm_eval: bool = False, norm_cfg: dict | None = None, act_cfg: dict | None = None,
+                 pretrained: str | None = None, init_cfg: dict | list | None = None) -> None:
+        super().__init__(frozen_stages, norm_eval, pretrained, init_cfg)
+        arch = lookup_arch(arch, ARCHS, 'MobileViT')
         if output_stride not in (8, 16, 32):
-            raise ValueError(f'output_stride must be 8, 16 or 32, got {output_stride}')
-        if not out_indices or any(i not in range(5) for i in out_indices):
-            raise ValueError(f'out_indices must be a non-empty subset of 0..4, got {out_indices}')
+            raise ValueError(f'MobileViT: output_stride must be 8, 16 or 32, got {output_stride}')
+        self.out_indices = check_out_indices(out_indices, len(arch['stages']), 'MobileViT')
         norm_cfg = norm_cfg or dict(type='BN')
         act_cfg = act_cfg or dict(type='SiLU')
-        dropout = arch['dropout'] if dropout is None else dropout
-        self.out_indices = tuple(out_indices)
-        self._last_index = max(out_indices)
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
+        drop = dict(proj=arch['dropout'] if proj_drop_rate is None else proj_drop_rate, attn=attn_drop_rate,
+                    ffn=ffn_drop_rate)
         self.with_final_conv = with_final_conv
 
         self.stem = ConvModule(3, arch['stem_channels'], 3, stride=2, padding=1, norm_cfg=norm_cfg,
                                act_cfg=act_cfg)
         self.stages = nn.ModuleList()
         channels, stride, dilation = arch['stem_channels'], 2, 1
-        stage_channels = []
+        stage_channels, stage_strides = [], []
+        drop_paths = iter(stochastic_depth_rates(arch['stages'], drop_path_rate))
         for spec in arch['stages']:
             # A stage's strided MV2 block keeps the dilation of the stage before it (ml-cvnets'
             # ``prev_dilation``); past the output stride it runs at stride 1 and the dilation doubles for
@@ -215,50 +220,59 @@ class MobileViT(BaseModule):
             if spec.stride == 2 and stride >= output_stride:
                 block_stride, dilation = 1, dilation * 2
             stride *= block_stride
-            self.stages.append(self._make_stage(spec, channels, block_stride, block_dilation, dropout,
-                                                attn_dropout, ffn_dropout, norm_cfg, act_cfg))
+            self.stages.append(self._make_stage(spec, channels, block_stride, block_dilation, drop,
+                                                drop_paths, norm_cfg, act_cfg))
             channels = spec.out_channels
             stage_channels.append(channels)
-        self.out_channels = [stage_channels[i] for i in self.out_indices]
+            stage_strides.append(stride)
+        self._last_index = self.out_indices[-1]
 
         self.final_conv = None
-        self.classifier = None
+        self.head = None
         if with_final_conv or num_classes:
             self.final_conv = ConvModule(channels, arch['final_channels'], 1, norm_cfg=norm_cfg,
                                          act_cfg=act_cfg)
-            if with_final_conv and 4 in self.out_indices:
-                self.out_channels[self.out_indices.index(4)] = arch['final_channels']
+            if with_final_conv:
+                stage_channels[-1] = arch['final_channels']
         if num_classes:
-            self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                            nn.Dropout(classifier_dropout),
-                                            nn.Linear(arch['final_channels'], num_classes))
-        self._freeze_stages()
+            self.head = nn.Sequential(OrderedDict(
+                pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(), dropout=nn.Dropout(drop_rate),
+                fc=nn.Linear(arch['final_channels'], num_classes)))
+        self.out_channels = [stage_channels[i] for i in self.out_indices]
+        self.out_strides = [stage_strides[i] for i in self.out_indices]
+        self.freeze_stages()
 
     @staticmethod
     def _make_stage(spec: MV2Stage | MobileViTStage, in_channels: int, stride: int, dilation: int,
-                    dropout: float, attn_dropout: float, ffn_dropout: float, norm_cfg: dict,
-                    act_cfg: dict) -> nn.Sequential:
-        """Builds one stage; ``dilation`` applies to its first MV2 block's depthwise conv."""
+                    drop: dict, drop_paths: Iterator[float], norm_cfg: dict, act_cfg: dict) -> nn.Sequential:
+        """Builds one stage; ``dilation`` applies to its first MV2 block's depthwise conv; the transformer
+        layers take their stochastic-depth rates from ``drop_paths`` in order."""
         if isinstance(spec, MV2Stage):
             blocks = [InvertedResidual(in_channels if i == 0 else spec.out_channels, spec.out_channels,
                                        stride if i == 0 else 1, spec.expand_ratio, norm_cfg=norm_cfg,
                                        act_cfg=act_cfg)
                       for i in range(spec.num_blocks)]
             return nn.Sequential(*blocks)
+        rates = [next(drop_paths) for _ in range(spec.transformer_layers)]
         return nn.Sequential(
             InvertedResidual(in_channels, spec.out_channels, stride, spec.expand_ratio,
                              dilation=dilation, norm_cfg=norm_cfg, act_cfg=act_cfg),
             MobileViTBlock(spec.out_channels, spec.transformer_dim, spec.ffn_dim, spec.transformer_layers,
-                           spec.num_heads, spec.patch_size, dropout, attn_dropout, ffn_dropout,
-                           norm_cfg=norm_cfg, act_cfg=act_cfg))
+                           spec.num_heads, spec.patch_size, drop['proj'], drop['attn'], drop['ffn'],
+                           drop_paths=rates, norm_cfg=norm_cfg, act_cfg=act_cfg))
 
-    def init_weights(self) -> None:
-        """ml-cvnets' initialisation (conv: Kaiming-normal fan-out; linear: normal, std 0.01; norms: 1/0)
-        unless ``init_cfg`` asks for something else, e.g. Pretrained weights. It trains markedly faster
-        from scratch than PyTorch's defaults."""
-        if self.init_cfg is not None:
-            super().init_weights()
-            return
+    def stem_modules(self) -> list[nn.Module]:
+        return [self.stem]
+
+    def stage_modules(self) -> list[list[nn.Module]]:
+        stages = [[stage] for stage in self.stages]
+        if self.final_conv is not None:
+            stages[-1].append(self.final_conv)
+        return stages
+
+    def init_from_scratch(self) -> None:
+        """ml-cvnets' initialisation (conv: Kaiming-normal fan-out; linear: normal, std 0.01; norms: 1/0).
+        It trains markedly faster from scratch than PyTorch's defaults."""
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode='fan_out')
@@ -270,7 +284,6 @@ class MobileViT(BaseModule):
                 continue
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
-        self._is_init = True
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         """[B, 3, H, W] -> the feature maps of ``out_indices``."""
@@ -288,22 +301,17 @@ class MobileViT(BaseModule):
 
     def forward_classifier(self, x: Tensor) -> Tensor:
         """[B, 3, H, W] -> ImageNet logits [B, num_classes]; needs ``num_classes``."""
-        if self.classifier is None:
+        if self.head is None:
             raise RuntimeError('MobileViT was built without num_classes: there is no classifier')
         x = self.stem(x)
         for stage in self.stages:
             x = stage(x)
-        return self.classifier(self.final_conv(x))
+        return self.head(self.final_conv(x))
 
-    def _freeze_stages(self) -> None:
-        if self.frozen_stages >= 0:
-            freeze_module(self.stem)
-        for index in range(min(self.frozen_stages + 1, len(self.stages))):
-            freeze_module(self.stages[index])
 
-    def train(self, mode: bool = True) -> MobileViT:
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            set_norm_eval(self)
-        return self
+def stochastic_depth_rates(stages: Sequence[MV2Stage | MobileViTStage], drop_path_rate: float) -> list[float]:
+    """One rate per transformer layer of the table, linear from 0 to ``drop_path_rate`` (timm's ramp)."""
+    num_layers = sum(spec.transformer_layers for spec in stages if isinstance(spec, MobileViTStage))
+    if num_layers < 2:
+        return [drop_path_rate] * num_layers
+    return [drop_path_rate * i / (num_layers - 1) for i in range(num_layers)]

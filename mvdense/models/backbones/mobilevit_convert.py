@@ -10,7 +10,7 @@ timm ``mobilevit_{xxs,xs,s}`` (ByobNet)::
     stages.i.1.transformer.k.{norm1,attn.qkv,attn.proj,norm2}  -> same names
     stages.i.1.transformer.k.mlp.fc{1,2}            -> stages.i.1.transformer.k.ffn.fc{1,2}
     stages.i.1.norm / conv_proj / conv_fusion       -> stages.i.1.norm / from_tokens / fusion
-    final_conv.{conv,bn}, head.fc                   -> final_conv.{conv,bn}, classifier.3
+    final_conv.{conv,bn}, head.fc                   -> final_conv.{conv,bn}, head.fc
 
 apple/ml-cvnets (``mobilevit_{xxs,xs,s}.pt``)::
 
@@ -24,7 +24,7 @@ apple/ml-cvnets (``mobilevit_{xxs,xs,s}.pt``)::
     layer_n.1.global_rep.k.pre_norm_ffn.{0,1,4}     -> ...transformer.k.{norm2,ffn.fc1,ffn.fc2}
     layer_n.1.global_rep.L (the last, a LayerNorm)  -> stages.(n-1).1.norm
     layer_n.1.conv_proj / fusion .block.{conv,norm} -> stages.(n-1).1.from_tokens / fusion .{conv,bn}
-    conv_1x1_exp.block.{conv,norm}, classifier.fc   -> final_conv.{conv,bn}, classifier.3
+    conv_1x1_exp.block.{conv,norm}, classifier.fc   -> final_conv.{conv,bn}, head.fc
 
 Apple's cvnets weights expect BGR input in [0, 1] with no mean/std normalisation.
 """
@@ -46,7 +46,6 @@ TIMM_RULES: list[Rule] = [
     (r'^stages\.(\d+)\.(\d+)\.transformer\.(\d+)\.mlp\.', r'stages.\1.\2.transformer.\3.ffn.'),
     (r'^stages\.(\d+)\.(\d+)\.conv_proj\.', r'stages.\1.\2.from_tokens.'),
     (r'^stages\.(\d+)\.(\d+)\.conv_fusion\.', r'stages.\1.\2.fusion.'),
-    (r'^head\.fc\.', 'classifier.3.'),
 ]
 
 
@@ -57,7 +56,7 @@ def _stage(match: re.Match) -> str:
 CVNETS_RULES: list[Rule] = [
     (r'^conv_1\.block\.', 'stem.'),
     (r'^conv_1x1_exp\.block\.', 'final_conv.'),
-    (r'^classifier\.fc\.', 'classifier.3.'),
+    (r'^classifier\.fc\.', 'head.fc.'),
     (r'^layer_(\d+)\.(\d+)\.block\.exp_1x1\.block\.', lambda m: _stage(m) + 'expand.'),
     (r'^layer_(\d+)\.(\d+)\.block\.conv_3x3\.block\.', lambda m: _stage(m) + 'depthwise.'),
     (r'^layer_(\d+)\.(\d+)\.block\.red_1x1\.block\.', lambda m: _stage(m) + 'project.'),

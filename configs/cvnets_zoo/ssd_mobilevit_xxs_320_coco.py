@@ -1,0 +1,4 @@
+# Apple's trained SSD-MobileViT-XXS (ml-cvnets model zoo: detection/ssd_mobilevit_xxs_320.pt, 19.9 mAP on
+# COCO 2017 val), converted with tools/convert_weights.py, evaluated as cvnets evaluates it.
+_base_ = ['../ssdlite_mobilevit_xxs_coco.py', './_base_/ssd_eval.py']
+model = {{_base_.cvnets_ssd_model}}
