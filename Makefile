@@ -6,7 +6,7 @@ DEMO_DATA ?= data/synthetic
 DEMO_WORK_DIR = work_dirs/demo/$(basename $(notdir $(DEMO_CONFIG)))
 TEST_ARGS ?=
 
-.PHONY: setup demo demo-seg demo-mobileformer test test-fast lint clean-demo
+.PHONY: setup demo demo-seg demo-mobileformer demo-search demo-search-compare test test-fast lint compat clean-demo
 
 setup:
 	@bash tools/setup_env.sh
@@ -25,6 +25,38 @@ demo-seg:
 demo-mobileformer:
 	$(MAKE) demo DEMO_CONFIG=configs/demo/ssdlite_mobileformer_151m_synthetic.py
 
+# GLiT's two-stage architecture search on the synthetic shapes, scored on mIoU (docs/glit_search.md): the
+# stage-1 supernet (G per block) trained and searched, the stage-2 supernet (the low-level choices for
+# stage 1's distribution) trained and searched, then the architecture found retrained on all the training
+# images and tested on val. Run again, every step resumes (or only re-evaluates when finished).
+SEARCH_CONFIGS = configs/demo/glit_search
+SEARCH_DIR = work_dirs/demo/glit_search
+SEARCH_ARCH = $(abspath $(SEARCH_DIR)/stage2_search/best_arch.py)
+# $(call glit_retrain,NAME): train $(SEARCH_CONFIGS)/NAME.py, then test its last checkpoint on val.
+define glit_retrain
+	GLIT_ARCH=$(SEARCH_ARCH) $(PY) tools/train.py $(SEARCH_CONFIGS)/$(1).py --work-dir $(SEARCH_DIR)/$(1) --resume
+	GLIT_ARCH=$(SEARCH_ARCH) $(PY) tools/test.py $(SEARCH_CONFIGS)/$(1).py "$$(cat $(SEARCH_DIR)/$(1)/last_checkpoint)" \
+		--work-dir $(SEARCH_DIR)/$(1)/test
+endef
+
+demo-search: setup
+	$(PY) tools/make_synthetic_data.py --root $(DEMO_DATA)
+	$(PY) tools/train.py $(SEARCH_CONFIGS)/stage1_supernet.py --work-dir $(SEARCH_DIR)/stage1_supernet --resume
+	$(PY) tools/search.py $(SEARCH_CONFIGS)/stage1_supernet.py "$$(cat $(SEARCH_DIR)/stage1_supernet/last_checkpoint)" \
+		--work-dir $(SEARCH_DIR)/stage1_search
+	$(PY) tools/train.py $(SEARCH_CONFIGS)/stage2_supernet.py --work-dir $(SEARCH_DIR)/stage2_supernet --resume \
+		--cfg-options model.backbone.search_space.distribution=$(SEARCH_DIR)/stage1_search/best_arch.json
+	$(PY) tools/search.py $(SEARCH_CONFIGS)/stage2_supernet.py "$$(cat $(SEARCH_DIR)/stage2_supernet/last_checkpoint)" \
+		--work-dir $(SEARCH_DIR)/stage2_search --stage1 $(SEARCH_DIR)/stage1_search/best_arch.json
+	$(call glit_retrain,searched)
+
+# The baselines of the same FLOPs budget, trained and tested like the architecture found: all blocks global
+# (plain self-attention), all blocks local (the convolution module).
+demo-search-compare: setup
+	$(PY) tools/make_synthetic_data.py --root $(DEMO_DATA)
+	$(call glit_retrain,all_global)
+	$(call glit_retrain,all_local)
+
 test: setup
 	$(PY) -m pytest $(TEST_ARGS)
 
@@ -34,6 +66,13 @@ test-fast: setup
 
 lint: setup
 	$(PY) -m ruff check mvdense tools tests
+
+# mvdense installed with plain pip into the oldest supported OpenMMLab stack (torch 2.1, mmcv 2.1.0 built
+# against it, mmengine 0.10.0, mmdet 3.3.0, mmseg 1.2.2) in .venv-compat/: checks that the install changes
+# none of those packages, then runs the plug-in tests there (tools/compat_check.sh). First run: about 20
+# minutes (a 2.5 GB torch download and an mmcv build); then a few minutes.
+compat:
+	@bash tools/compat_check.sh $(TEST_ARGS)
 
 clean-demo:
 	rm -rf work_dirs/demo

@@ -9,10 +9,9 @@ import argparse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
-from .engine.checkpoint import load_local_checkpoint
+from .engine.checkpoint import extra_safe_globals, load_local_checkpoint
 from .models import cvnets_convert
 from .models.backbones.glit_convert import convert_glit_official, is_authors_glit
 from .models.backbones.mobileformer_convert import convert_mobileformer_official
@@ -92,5 +91,5 @@ FOREIGN_CHECKPOINT_GLOBALS = [argparse.Namespace]
 
 def load_foreign_checkpoint(path: str) -> dict:
     """Loads a checkpoint to convert: weights-only, plus :data:`FOREIGN_CHECKPOINT_GLOBALS`."""
-    with torch.serialization.safe_globals(FOREIGN_CHECKPOINT_GLOBALS):
+    with extra_safe_globals(FOREIGN_CHECKPOINT_GLOBALS):
         return load_local_checkpoint(path, map_location='cpu')

@@ -5,6 +5,7 @@ The models are constructed, not trained: their classifiers are set so that they 
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -90,9 +91,55 @@ def test_detections_are_drawn_and_nothing_is_drawn_below_the_threshold(images, d
     assert np.array_equal(pixels(Path(blank[0])), pixels(source))
 
 
-def test_inference_pipeline_drops_ground_truth_steps(infer_tool):
+def test_inference_pipeline_drops_ground_truth_steps_and_takes_the_decoded_image(infer_tool):
     steps = [s['type'] for s in infer_tool.inference_pipeline(load_config(str(SEG_CONFIG)))]
-    assert steps == ['CheckedLoadImageFromFile', 'PackSegInputs']
+    assert steps == ['LoadImageFromNDArray', 'PackSegInputs']
+    steps = [s['type'] for s in infer_tool.inference_pipeline(load_config(str(DET_CONFIG)))]
+    assert steps == ['LoadImageFromNDArray', 'Resize', 'PackDetInputs']
+
+
+@pytest.fixture
+def messy_folder(tmp_path) -> Path:
+    """What a user's folder holds: odd but readable images and files that are no images at all."""
+    folder = tmp_path / 'messy'
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (60, 80), dtype=np.uint8), 'L').save(folder / 'gray.png')
+    Image.fromarray(rng.integers(0, 255, (60, 80, 4), dtype=np.uint8), 'RGBA').save(folder / 'rgba.png')
+    Image.fromarray(rng.integers(0, 255, (17, 900, 3), dtype=np.uint8), 'RGB').save(folder / 'sliver.jpg')
+    (folder / 'empty.jpg').write_bytes(b'')
+    (folder / 'notes.jpg').write_text('not an image\n')
+    (folder / 'readme.txt').write_text('not listed: not an image suffix\n')
+    return folder
+
+
+@pytest.mark.parametrize('task', ['detection', 'segmentation'])
+def test_folder_with_bad_files_draws_every_readable_image_and_names_the_others(
+        task, messy_folder, det_checkpoint, seg_checkpoint, tmp_path, infer_tool):
+    config, checkpoint = (DET_CONFIG, det_checkpoint) if task == 'detection' else (SEG_CONFIG, seg_checkpoint)
+    reported = []
+    written, failed = infer_tool.infer(str(config), str(checkpoint), str(messy_folder), str(tmp_path / 'out'),
+                                       device='cpu', report=reported.append)
+    assert sorted(Path(p).name for p in written) == ['gray.png', 'rgba.png', 'sliver.png']
+    for name, size in (('gray.png', (80, 60)), ('rgba.png', (80, 60)), ('sliver.png', (900, 17))):
+        drawn = Image.open(tmp_path / 'out' / name)
+        assert drawn.mode == 'RGB' and drawn.size == size
+    assert failed == reported == [
+        f'bad data: {messy_folder}/empty.jpg: empty file (0 bytes), not an image',
+        f'bad data: {messy_folder}/notes.jpg: cannot decode the image (corrupt or not an image file)']
+
+
+def test_command_line_summarises_and_fails_when_an_image_could_not_be_read(messy_folder, seg_checkpoint, tmp_path,
+                                                                           infer_tool, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        infer_tool.main([str(SEG_CONFIG), str(seg_checkpoint), str(messy_folder), '--out', str(tmp_path),
+                         '--device', 'cpu'])
+    assert stopped.value.code == 1
+    out, err = capsys.readouterr()
+    assert re.search(rf'^3 image\(s\) drawn into {tmp_path} in [\d.]+ s; 2 could not be read \(listed above\)$',
+                     out, re.M), out
+    assert f'bad data: {messy_folder}/empty.jpg: empty file (0 bytes), not an image' in err.splitlines()
+    assert 'Traceback' not in err
 
 
 @pytest.mark.slow

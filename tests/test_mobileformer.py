@@ -39,15 +39,6 @@ STAGE_CHANNELS = {'508m': [40, 72, 176, 240], '294m': [24, 48, 128, 192], '214m'
 STRIDES = (4, 8, 16, 32)
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """These models are many small ops: one thread is fastest, and immune to a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Every parameter and BN statistic random (so that a misplaced tensor changes the output)."""
     generator = torch.Generator().manual_seed(seed)

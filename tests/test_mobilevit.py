@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import load_tool, randomize_batchnorm
 
 from mvdense.models.backbones.mobilevit import MobileViT
 from mvdense.models.backbones.mobilevit_convert import convert_cvnets_mobilevit, convert_timm_mobilevit
@@ -92,23 +93,12 @@ def test_registered_for_mmdet_and_mmseg():
         assert isinstance(model, MobileViT)
 
 
-def _randomize_batchnorm_statistics(model: torch.nn.Module, generator: torch.Generator) -> None:
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.copy_(torch.randn(module.num_features, generator=generator) * 0.1)
-            module.running_var.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
-            module.weight.data.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
-            module.bias.data.copy_(torch.randn(module.num_features, generator=generator) * 0.1)
-
-
 @pytest.mark.parametrize('arch', ['xxs', 'xs', 's'])
 def test_timm_weights_give_identical_features(arch):
     timm = pytest.importorskip('timm')
     generator = torch.Generator().manual_seed(0)
     reference = timm.create_model(f'mobilevit_{arch}', pretrained=False, num_classes=1000)
-    with torch.no_grad():
-        _randomize_batchnorm_statistics(reference, generator)
-    reference.eval()
+    randomize_batchnorm(reference, generator)
     ours = MobileViT(arch, out_indices=(0, 1, 2, 3, 4), num_classes=1000).eval()
     ours.load_state_dict(convert_timm_mobilevit(reference.state_dict()), strict=True)
 
@@ -179,7 +169,7 @@ def test_cvnets_layout_round_trip():
 
 def test_convert_weights_tool_output_loads_through_init_cfg(tmp_path):
     timm = pytest.importorskip('timm')
-    from tools.convert_weights import main as convert_main
+    convert_main = load_tool('convert_weights').main
 
     reference = timm.create_model('mobilevit_xxs', pretrained=False).eval()
     source, converted = tmp_path / 'timm_xxs.pth', tmp_path / 'mobilevit_xxs.pth'
@@ -196,7 +186,7 @@ def test_convert_weights_tool_output_loads_through_init_cfg(tmp_path):
 
 
 def test_convert_weights_rejects_unknown_layout(tmp_path):
-    from tools.convert_weights import main as convert_main
+    convert_main = load_tool('convert_weights').main
 
     source = tmp_path / 'other.pth'
     torch.save({'fc.weight': torch.ones(2, 2)}, source)

@@ -10,12 +10,17 @@ writes ``data/coco_voc/{JPEGImages,SegmentationClass,ImageSets/Segmentation/trai
         /tmp/shapes_voc --split train --classes background circle rectangle triangle
 
 (categories map to the class of the same name unless ``--map COCO_NAME=CLASS ...`` says otherwise).
+Progress (mmengine's progress bar) goes to stderr, the summary line to stdout.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import os
+import sys
 import time
+
+from mmengine.utils import track_iter_progress
 
 from mvdense.datasets.coco_to_voc import COCO_TO_VOC, convert_coco_to_voc
 from mvdense.datasets.voc import VOC_CLASSES
@@ -66,7 +71,8 @@ def main(argv: list[str] | None = None) -> None:
         summary = convert_coco_to_voc(args.ann_file, args.img_dir, args.out_root, split=args.split,
                                       classes=classes, name_map=name_map, min_side=args.min_side,
                                       min_labelled_pixels=args.min_pixels,
-                                      image_mode='copy' if args.copy_images else 'symlink')
+                                      image_mode='copy' if args.copy_images else 'symlink',
+                                      track=functools.partial(track_iter_progress, file=sys.stderr))
     except (ValueError, FileNotFoundError) as error:
         raise SystemExit(f'error: {error}') from None
     print(f'{summary.num_kept} images written to {args.out_root} in {time.perf_counter() - start:.1f}s '

@@ -16,7 +16,8 @@ which axes are dynamic and, for detectors, the post-processing (priors, box code
 Attention is written as onnxruntime's fused ``com.microsoft.MultiHeadAttention`` (a flash-attention kernel
 on CPU); ``--portable-attention`` writes plain ONNX ops instead, for runtimes other than onnxruntime.
 
-Without CHECKPOINT the weights are random (for timing and for checking the graph). The export is
+Without CHECKPOINT the weights are random (for timing and for checking the graph); a CHECKPOINT must fit
+the config's model exactly (one of another model or config stops the tool with one line naming both). The export is
 checked: onnxruntime and torch eager are run on a batch of 2 at the traced size (and, when the size is
 dynamic, at an odd size) and the largest difference is printed; above 1e-4 the tool exits with an error.
 """
@@ -76,8 +77,12 @@ def main(argv: list[str] | None = None) -> str:
         raise SystemExit(f'checkpoint not found: {args.checkpoint}')
     from mvdense.apis import DETECTION, init_model, model_task
     from mvdense.deploy.onnx_export import export_model
+    from mvdense.engine import CheckpointMismatchError
 
-    model = init_model(args.config, args.checkpoint, cfg_options=args.cfg_options)
+    try:
+        model = init_model(args.config, args.checkpoint, cfg_options=args.cfg_options)
+    except CheckpointMismatchError as error:  # a checkpoint of another model: one line naming both
+        raise SystemExit(str(error)) from None
     task = model_task(model.cfg)
     input_size = tuple(args.input_size) if args.input_size else ((320, 320) if task == DETECTION else (512, 512))
     out = args.out or os.path.join('work_dirs', 'onnx', os.path.splitext(os.path.basename(args.config))[0] + '.onnx')

@@ -5,20 +5,34 @@
 
 The task follows the config (``default_scope`` mmdet or mmseg). Detection: boxes with class and score
 (mmdet's ``DetLocalVisualizer``); segmentation: the colour-coded class mask blended over the image, with
-class names (mmseg's ``SegLocalVisualizer``). One PNG per image, ``DIR/<image stem>.png``.
+class names (mmseg's ``SegLocalVisualizer``). One PNG per image, ``DIR/<image stem>.png``; progress (mmengine's
+progress bar) on stderr, a summary line at the end.
+
+Every readable image is drawn (grayscale and RGBA images as colour, any size). An image that cannot be
+read (missing, empty, not an image) is reported in one line ``bad data: <file>: <problem>`` and skipped;
+the tool then exits with a non-zero status after the summary. A checkpoint that does not fit the config's
+model stops it before any image, with one line naming both.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import os.path as osp
-from collections.abc import Sequence
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
 
 from mvdense.apis import DETECTION, init_model, model_task
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 # Pipeline steps that read or check ground truth, which inference does not have.
 ANNOTATION_STEPS = ('LoadAnnotations', 'CheckedLoadAnnotations', 'ValidateSegMap')
+# Pipeline steps that read the image file; the tool reads (and checks) the image itself and passes it on.
+IMAGE_LOADERS = ('LoadImageFromFile', 'CheckedLoadImageFromFile')
+# The arguments of an image loader that say how to decode (read_image's keywords).
+DECODE_ARGS = ('color_type', 'imdecode_backend', 'backend_args')
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,19 +63,36 @@ def list_images(path: str) -> list[str]:
     return images
 
 
+def _step_name(step: dict) -> str:
+    return step['type'].split('.')[-1]
+
+
 def inference_pipeline(cfg) -> list[dict]:
-    """The test pipeline without the steps that need ground truth."""
+    """The test pipeline without the steps that need ground truth, its image loader replaced by
+    ``LoadImageFromNDArray`` (same arguments): the image is read and checked before the pipeline."""
     dataset = cfg.test_dataloader.dataset
     while 'pipeline' not in dataset and ('dataset' in dataset or 'datasets' in dataset):
         dataset = dataset.get('dataset') or dataset.datasets[0]  # dataset wrappers
-    return [step for step in dataset.pipeline if step['type'].split('.')[-1] not in ANNOTATION_STEPS]
+    steps = []
+    for step in dataset.pipeline:
+        if _step_name(step) in IMAGE_LOADERS:
+            step = dict(step, type='LoadImageFromNDArray')
+        if _step_name(step) not in ANNOTATION_STEPS:
+            steps.append(step)
+    return steps
 
 
-def predict(model, image_path: str, pipeline) -> object:
-    """One image through the pipeline and the model's test step -> its Det/SegDataSample."""
+def decode_args(pipeline_steps: list[dict]) -> dict:
+    """How the config's image loader decodes (``color_type``, ``imdecode_backend``, ``backend_args``)."""
+    loader = next((step for step in pipeline_steps if _step_name(step) == 'LoadImageFromNDArray'), {})
+    return {key: loader[key] for key in DECODE_ARGS if key in loader}
+
+
+def predict(model, image: np.ndarray, pipeline, image_path: str = '') -> object:
+    """One decoded image through the pipeline and the model's test step -> its Det/SegDataSample."""
     import torch
 
-    data = pipeline(dict(img_path=image_path, img_id=0))
+    data = pipeline(dict(img=image, img_path=image_path, img_id=0))
     with torch.no_grad():
         return model.test_step(dict(inputs=[data['inputs']], data_samples=[data['data_samples']]))[0]
 
@@ -81,12 +112,47 @@ def build_visualizer(task: str, dataset_meta: dict, opacity: float):
     return visualizer
 
 
-def run(config: str, checkpoint: str, inputs: str, out_dir: str, device: str | None = None,
-        score_thr: float = 0.3, opacity: float = 0.5, cfg_options: dict | None = None) -> list[str]:
-    """Draws the predictions for every image under ``inputs`` into ``out_dir``; returns the written paths."""
+def to_rgb(image: np.ndarray) -> np.ndarray:
+    """A decoded image (BGR, or one channel) as the RGB image the visualizers draw on."""
     import mmcv
+
+    return mmcv.gray2rgb(image) if image.ndim == 2 else mmcv.bgr2rgb(image)
+
+
+def report_to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def report_below_progress(line: str) -> None:
+    """A line on stderr that does not run into the progress bar's line."""
+    print(f'\n{line}', file=sys.stderr, flush=True)
+
+
+def draw(model, task: str, visualizer, pipeline, image: np.ndarray, image_path: str, out_dir: str,
+         score_thr: float) -> str:
+    """Predicts on one decoded image and writes the drawing to ``out_dir/<image stem>.png``."""
+    sample = predict(model, image, pipeline, image_path)
+    out_file = osp.join(out_dir, osp.splitext(osp.basename(image_path))[0] + '.png')
+    draw_kwargs = dict(pred_score_thr=score_thr) if task == DETECTION else dict(with_labels=True)
+    visualizer.add_datasample(osp.basename(image_path), to_rgb(image), sample, draw_gt=False, out_file=out_file,
+                              **draw_kwargs)
+    return out_file
+
+
+def infer(config: str, checkpoint: str, inputs: str, out_dir: str, device: str | None = None,
+          score_thr: float = 0.3, opacity: float = 0.5, cfg_options: dict | None = None,
+          report: Callable[[str], None] = report_to_stderr, progress_bar: bool = False
+          ) -> tuple[list[str], list[str]]:
+    """Draws the predictions for every readable image under ``inputs`` into ``out_dir`` (with
+    ``progress_bar``, mmengine's progress bar on stderr).
+
+    Returns the written paths and one ``bad data: <file>: <problem>`` line per image that could not be
+    read (each also passed to ``report`` as it is met)."""
     import torch
     from mmengine.dataset import Compose
+    from mmengine.utils import ProgressBar
+
+    from mvdense.datasets import DataError, data_error_summary, read_image
 
     images = list_images(inputs)
     if not osp.isfile(config):
@@ -96,29 +162,46 @@ def run(config: str, checkpoint: str, inputs: str, out_dir: str, device: str | N
     device = device or ('cuda:0' if torch.cuda.is_available() else 'cpu')
     model = init_model(config, checkpoint, device, cfg_options)       # also sets the config's default scope
     task = model_task(model.cfg)
-    pipeline = Compose(inference_pipeline(model.cfg))
+    steps = inference_pipeline(model.cfg)
+    pipeline, decoding = Compose(steps), decode_args(steps)
     visualizer = build_visualizer(task, model.dataset_meta, opacity)
     os.makedirs(out_dir, exist_ok=True)
-    written = []
+    written, failed = [], []
+    progress = ProgressBar(len(images), file=sys.stderr) if progress_bar else None
     for image_path in images:
-        sample = predict(model, image_path, pipeline)
-        out_file = osp.join(out_dir, osp.splitext(osp.basename(image_path))[0] + '.png')
-        image = mmcv.imread(image_path, channel_order='rgb')  # visualizers draw on RGB
-        draw_kwargs = dict(pred_score_thr=score_thr) if task == DETECTION else dict(with_labels=True)
-        visualizer.add_datasample(osp.basename(image_path), image, sample, draw_gt=False, out_file=out_file,
-                                  **draw_kwargs)
-        written.append(out_file)
-    return written
+        try:
+            image = read_image(image_path, **decoding)
+        except DataError as error:
+            failed.append(data_error_summary(error))
+            report(failed[-1])
+        else:
+            written.append(draw(model, task, visualizer, pipeline, image, image_path, out_dir, score_thr))
+        if progress is not None:
+            progress.update()
+    if progress is not None:
+        print(file=sys.stderr, flush=True)  # end the progress bar's line
+    return written, failed
+
+
+def run(config: str, checkpoint: str, inputs: str, out_dir: str, device: str | None = None,
+        score_thr: float = 0.3, opacity: float = 0.5, cfg_options: dict | None = None) -> list[str]:
+    """:func:`infer`, returning the written paths only (unreadable images are reported on stderr)."""
+    return infer(config, checkpoint, inputs, out_dir, device, score_thr, opacity, cfg_options)[0]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from mvdense.runner import data_errors_as_exit
+    from mvdense.runner import errors_as_exit
 
     args = parse_args(argv)
-    with data_errors_as_exit():  # an undecodable image: one line naming it
-        written = run(args.config, args.checkpoint, args.inputs, args.out, args.device, args.score_thr,
-                      args.opacity, args.cfg_options)
-    print(f'{len(written)} image(s) drawn into {args.out}')
+    start = time.perf_counter()
+    with errors_as_exit():  # a checkpoint of another model: one line naming it
+        written, failed = infer(args.config, args.checkpoint, args.inputs, args.out, args.device, args.score_thr,
+                                args.opacity, args.cfg_options, report=report_below_progress, progress_bar=True)
+    seconds = time.perf_counter() - start
+    print(f'{len(written)} image(s) drawn into {args.out} in {seconds:.1f} s'
+          + (f'; {len(failed)} could not be read (listed above)' if failed else ''))
+    if failed:
+        raise SystemExit(1)
 
 
 if __name__ == '__main__':

@@ -3,12 +3,17 @@
     python tools/make_synthetic_data.py [--root data/synthetic] [--num-train 400] [--num-val 100]
         [--seed 0] [--size 320 320] [--num-classes 3]
 
-A no-op when ``ROOT`` already holds a complete dataset made with the same parameters.
+A no-op when ``ROOT`` already holds a complete dataset made with the same parameters. Progress (one
+mmengine progress bar per split) goes to stderr, the one-line summary to stdout.
 """
 from __future__ import annotations
 
 import argparse
+import functools
+import sys
 import time
+
+from mmengine.utils import track_iter_progress
 
 from mvdense.datasets import generate_synthetic_dataset
 
@@ -32,7 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         summary = generate_synthetic_dataset(
             args.root, num_train=args.num_train, num_val=args.num_val, image_size=tuple(args.size),
-            seed=args.seed, num_classes=args.num_classes)
+            seed=args.seed, num_classes=args.num_classes,
+            track=functools.partial(track_iter_progress, file=sys.stderr))  # one bar per split
     except (ValueError, FileExistsError) as error:
         raise SystemExit(f'error: {error}') from None
     action = f'generated in {time.perf_counter() - start:.1f}s' if summary['generated'] else 'up to date'

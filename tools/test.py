@@ -2,13 +2,16 @@
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--cfg-options KEY=VALUE ...]
         [--launcher none|pytorch|slurm|mpi]
+
+The checkpoint must fit the config's model exactly: one of another model or config stops with one line
+naming both and the first mismatching tensors. Bad data stops with ``bad data: <file>: <problem>``.
 """
 from __future__ import annotations
 
 import argparse
 import os
 
-from mvdense.runner import add_common_args, build_runner, data_errors_as_exit, load_config
+from mvdense.runner import add_common_args, build_runner, errors_as_exit, load_config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -27,8 +30,8 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f'checkpoint not found: {args.checkpoint}')
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
     cfg.load_from = args.checkpoint
-    with data_errors_as_exit():
-        return build_runner(cfg, loaders=('test_dataloader',)).test()
+    with errors_as_exit():
+        return build_runner(cfg, loaders=('test_dataloader',), exact_checkpoint=True).test()
 
 
 if __name__ == '__main__':

@@ -1,9 +1,15 @@
 """Train a detector or segmentor from an mmdet or mmseg config (the mmdet 3.x command line).
 
     python tools/train.py configs/ssdlite_mobilevit_s_coco.py [--work-dir DIR] [--resume [CKPT]]
-        [--amp] [--cfg-options KEY=VALUE ...] [--launcher none|pytorch|slurm|mpi]
+        [--amp] [--skip-bad-samples] [--cfg-options KEY=VALUE ...] [--launcher none|pytorch|slurm|mpi]
 
 Multi-GPU / multi-node: ``tools/dist_train.sh CONFIG GPUS`` (torchrun; mmengine drives PyTorch's DDP).
+
+Guards (``mvdense.runner.configure_training``): bad data stops the run with ``bad data: <file>: <problem>``
+(``--skip-bad-samples`` logs and skips bad training samples instead); the first NaN or infinite loss stops
+it naming the iteration and the loss term, leaving the last checkpoint as it was; ``load_from`` loads what
+fits and says in one line what did not; ``--resume`` refuses a checkpoint of another model. With
+``--cfg-options randomness.deterministic=True`` a resumed run reproduces the uninterrupted one.
 """
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ import os
 
 import torch
 
-from mvdense.runner import add_common_args, build_runner, data_errors_as_exit, load_config
+from mvdense.runner import add_common_args, build_runner, configure_training, errors_as_exit, load_config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -23,6 +29,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='scale the learning rate by the actual total batch size')
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from this checkpoint, or from the latest in the work dir if none given')
+    parser.add_argument('--skip-bad-samples', action='store_true',
+                        help='log and skip training samples whose files are missing or broken instead of stopping')
     add_common_args(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -50,7 +58,8 @@ def main(argv: list[str] | None = None) -> None:
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
-    with data_errors_as_exit():
+    configure_training(cfg, skip_bad_samples=args.skip_bad_samples)
+    with errors_as_exit():
         build_runner(cfg).train()
 
 

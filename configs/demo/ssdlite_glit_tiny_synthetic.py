@@ -9,4 +9,3 @@ model = dict(
     bbox_head=dict(num_classes=3))   # the synthetic classes
 default_hooks = dict(logger=dict(interval=5), checkpoint=dict(interval=5, max_keep_ckpts=1, save_best=None))
 env_cfg = dict(mp_cfg=dict(opencv_num_threads=1))
-randomness = dict(seed=0)

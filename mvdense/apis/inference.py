@@ -14,7 +14,7 @@ from typing import Any
 from mmengine.config import Config
 from mmengine.model.utils import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
-from mmengine.runner import load_checkpoint
+from mmengine.runner.checkpoint import _load_checkpoint
 from torch import nn
 
 __all__ = ['DETECTION', 'SEGMENTATION', 'init_model', 'load_config', 'model_task', 'task_of']
@@ -69,9 +69,12 @@ def init_model(config: str | Config, checkpoint: str | None = None, device: str 
     """Builds the config's detector or segmentor in eval mode on ``device``.
 
     No pretrained (ImageNet) file is read: ``init_cfg`` entries of type ``Pretrained`` are dropped, and
-    weights are PyTorch's initialisation unless ``checkpoint`` is given, which is loaded strictly (through
-    our allow-listed loader). ``model.cfg`` is the config; ``model.dataset_meta`` the checkpoint's
-    ``dataset_meta`` (class names, palette) over the config's test data set's.
+    weights are PyTorch's initialisation unless ``checkpoint`` is given, which is loaded through our
+    allow-listed loader and must fit the model exactly: a checkpoint with missing, unexpected or
+    mis-shaped tensors (of another model or config) raises
+    :class:`~mvdense.engine.CheckpointMismatchError`, one line naming the checkpoint, the config and the
+    first mismatches. ``model.cfg`` is the config; ``model.dataset_meta`` the checkpoint's ``dataset_meta``
+    (class names, palette) over the config's test data set's.
     """
     import mvdense  # noqa: F401  (registers our modules and the checkpoint loader)
 
@@ -81,11 +84,23 @@ def init_model(config: str | Config, checkpoint: str | None = None, device: str 
     model = revert_sync_batchnorm(_registry(task, 'MODELS').build(_without_pretrained(cfg.model)))
     meta = config_dataset_meta(cfg, task)
     if checkpoint:
-        loaded = load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
+        loaded = load_checkpoint_exact(model, checkpoint, cfg.filename or 'the given config')
         meta.update({k.lower(): v for k, v in (loaded.get('meta', {}).get('dataset_meta') or {}).items()})
     model.dataset_meta = meta
     model.cfg = cfg
     return model.to(device).eval()
+
+
+def load_checkpoint_exact(model: nn.Module, checkpoint: str, config: str) -> dict:
+    """Loads the file ``checkpoint`` into ``model``, refusing one that does not fit it
+    (:class:`~mvdense.engine.CheckpointMismatchError` naming ``config``); returns the loaded checkpoint."""
+    from mvdense.engine import checkpoint_state_dict, load_exact
+
+    loaded = _load_checkpoint(checkpoint, map_location='cpu')
+    if not isinstance(loaded, dict):
+        raise RuntimeError(f'checkpoint {checkpoint} holds a {type(loaded).__name__}, not a state dict')
+    load_exact(model, checkpoint_state_dict(loaded), checkpoint, config)
+    return loaded
 
 
 def config_dataset_meta(cfg: Config, task: str) -> dict:

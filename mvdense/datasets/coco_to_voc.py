@@ -26,7 +26,7 @@ import json
 import os
 import os.path as osp
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -131,7 +131,8 @@ def _place_image(source: str, target: str, image_mode: str) -> None:
 def convert_coco_to_voc(ann_file: str, img_dir: str, out_root: str, split: str = 'train2017',
                         classes: Sequence[str] = VOC_CLASSES, name_map: Mapping[str, str] | None = COCO_TO_VOC,
                         min_side: int = 256, min_labelled_pixels: int = 1,
-                        image_mode: str = 'symlink') -> ConversionSummary:
+                        image_mode: str = 'symlink',
+                        track: Callable[[Sequence], Iterable] | None = None) -> ConversionSummary:
     """Converts one COCO annotation file into VOC-layout masks under ``out_root`` (see the module docstring).
 
     Args:
@@ -144,6 +145,7 @@ def convert_coco_to_voc(ann_file: str, img_dir: str, out_root: str, split: str =
         min_side: Skip images whose shorter side is smaller (EdgeNets: 256).
         min_labelled_pixels: Skip images with fewer pixels of a mapped class.
         image_mode: ``'symlink'`` (absolute links to ``img_dir``) or ``'copy'``.
+        track: wraps the sequence of images, e.g. ``mmengine.utils.track_iter_progress`` for a progress bar.
     """
     if image_mode not in IMAGE_MODES:
         raise ValueError(f'image_mode must be one of {IMAGE_MODES}, got {image_mode!r}')
@@ -164,7 +166,7 @@ def convert_coco_to_voc(ann_file: str, img_dir: str, out_root: str, split: str =
     palette = voc_palette()
     by_image = _annotations_by_image(coco)
     summary = ConversionSummary(image_set=osp.join(set_dir, f'{split}.txt'))
-    for image in coco.get('images', []):
+    for image in (track or iter)(coco.get('images', [])):
         height, width = int(image['height']), int(image['width'])
         if min(height, width) < min_side:
             summary.skipped_small += 1

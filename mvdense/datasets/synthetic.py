@@ -42,6 +42,7 @@ import os
 import os.path as osp
 import shutil
 import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,7 +75,8 @@ JPEG_QUALITY = 92
 
 def generate_synthetic_dataset(root: str | os.PathLike, num_train: int = 400, num_val: int = 100,
                                image_size: tuple[int, int] = (320, 320), seed: int = 0,
-                               num_classes: int = 3) -> dict:
+                               num_classes: int = 3,
+                               track: Callable[[Sequence], Iterable] | None = None) -> dict:
     """Writes the dataset under ``root`` (COCO + VOC layouts, see the module docstring) and summarises it.
 
     Idempotent: when ``root/meta.json`` records the same parameters and every file is there, nothing is
@@ -88,6 +90,8 @@ def generate_synthetic_dataset(root: str | os.PathLike, num_train: int = 400, nu
         image_size: ``(height, width)`` of every image.
         seed: base seed; the same parameters give byte-identical files.
         num_classes: how many shape kinds (the first ``num_classes`` of ``SHAPES``).
+        track: wraps each split's sequence of image indices, e.g. ``mmengine.utils.track_iter_progress``
+            for a progress bar (the tools' choice).
 
     Returns:
         The summary stored in ``meta.json`` (parameters, class names, instance counts, paths) plus
@@ -107,7 +111,7 @@ def generate_synthetic_dataset(root: str | os.PathLike, num_train: int = 400, nu
     staging = tempfile.mkdtemp(prefix=f'.{osp.basename(root)}.partial-', dir=parent)
     os.chmod(staging, 0o755)  # mkdtemp makes it private; the dataset should be readable like any other
     try:
-        summary = _write_dataset(staging, params)
+        summary = _write_dataset(staging, params, track)
         if osp.isdir(root):
             shutil.rmtree(root)
         os.replace(staging, root)
@@ -166,7 +170,7 @@ def _is_complete(root: str, params: dict) -> bool:
     return all(osp.isfile(path) for path in paths)
 
 
-def _write_dataset(out_dir: str, params: dict) -> dict:
+def _write_dataset(out_dir: str, params: dict, track: Callable[[Sequence], Iterable] | None = None) -> dict:
     """Renders every image of both splits into ``out_dir``; writes ``meta.json`` last."""
     voc = osp.join(out_dir, 'VOC2012')
     for folder in ('annotations', *SPLITS, osp.join(voc, 'JPEGImages'), osp.join(voc, 'SegmentationClass'),
@@ -179,7 +183,7 @@ def _write_dataset(out_dir: str, params: dict) -> dict:
     for split, count in _split_sizes(params).items():
         coco = _empty_coco(class_names)
         stems = []
-        for index in range(count):
+        for index in (track or iter)(range(count)):
             stem = _image_stem(split, index)
             rng = np.random.default_rng([params['seed'], SPLITS.index(split), index])
             scene = render_scene(rng, tuple(params['image_size']), params['num_classes'])

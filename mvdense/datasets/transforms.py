@@ -9,14 +9,10 @@ segmentation configs therefore starts with::
     dict(type='CheckedLoadAnnotations'),
     dict(type='ValidateSegMap', num_classes=21),
 
-Each raises :class:`SegDataError` ``"<path>: <what is wrong>"``. Inside a DataLoader worker, PyTorch
-re-raises it in the main process with the worker's traceback prepended; :func:`data_error_summary` digs
-the one-line message back out of either form, and ``mvdense.runner.data_errors_as_exit`` makes it the
-tools' only output about the error.
+Each raises :class:`SegDataError` ``"bad data: <path>: <what is wrong>"``, a
+:class:`~mvdense.datasets.checks.DataError` (see there for how the tools report it in one line).
 """
 from __future__ import annotations
-
-import re
 
 import numpy as np
 from mmcv.transforms import BaseTransform, LoadImageFromFile
@@ -24,32 +20,14 @@ from mmengine import fileio
 from mmseg.datasets.transforms import LoadAnnotations
 from mmseg.registry import TRANSFORMS
 
+from .checks import DataError, data_error_summary, decoding_problem
+
 __all__ = ['CheckedLoadAnnotations', 'CheckedLoadImageFromFile', 'SegDataError', 'ValidateSegMap',
            'data_error_summary']
 
-# The message format every SegDataError uses; data_error_summary() looks for it.
-_PREFIX = 'bad data: '
 
-
-class SegDataError(ValueError):
-    """A data file that cannot be used: missing, undecodable, or with invalid contents.
-
-    The message is ``"bad data: <path>: <problem>"``; it takes a single string so that PyTorch's
-    DataLoader can re-create it in the main process.
-    """
-
-    @classmethod
-    def about(cls, path: str, problem: str) -> SegDataError:
-        return cls(f'{_PREFIX}{path}: {problem}')
-
-
-def data_error_summary(error: BaseException) -> str | None:
-    """The ``"bad data: <path>: <problem>"`` line of a :class:`SegDataError`, also one that a DataLoader
-    worker raised (whose message holds the whole worker traceback); None for any other error."""
-    if not isinstance(error, SegDataError):
-        return None
-    lines = re.findall(rf'{re.escape(_PREFIX)}.*', str(error))
-    return lines[-1] if lines else str(error)
+class SegDataError(DataError):
+    """A segmentation image or mask that cannot be used: missing, undecodable, or with invalid contents."""
 
 
 def _require_file(path: str, what: str, backend_args: dict | None) -> None:
@@ -72,7 +50,7 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
             return super().transform(results)
         except Exception as error:  # cv2, Pillow and turbojpeg raise unrelated types
             raise SegDataError.about(path, f'cannot decode the image (corrupt or not an image file): '
-                                           f'{_reason(error)}') from error
+                                           f'{decoding_problem(error)}') from error
 
 
 @TRANSFORMS.register_module()
@@ -86,13 +64,7 @@ class CheckedLoadAnnotations(LoadAnnotations):
             super()._load_seg_map(results)
         except Exception as error:  # Pillow and cv2 raise unrelated types
             raise SegDataError.about(path, 'cannot decode the segmentation mask (corrupt or not an image '
-                                           f'file): {_reason(error)}') from error
-
-
-def _reason(error: BaseException) -> str:
-    """A short description of a decoding error; mmcv's bare ``assert img is not None`` has no message."""
-    text = str(error).strip()
-    return f'{type(error).__name__}: {text}' if text else type(error).__name__
+                                           f'file): {decoding_problem(error)}') from error
 
 
 @TRANSFORMS.register_module()

@@ -23,6 +23,7 @@ What is dynamic in the exported graph:
 """
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import warnings
@@ -41,6 +42,8 @@ from .postprocess import DetectionPostProcess
 from .wrappers import output_names, raw_network
 
 DEFAULT_OPSET = 17
+# The TorchScript-based exporter: asked for by name where torch has both (older torch has only it).
+_TORCHSCRIPT_EXPORTER = {'dynamo': False} if 'dynamo' in inspect.signature(torch.onnx.export).parameters else {}
 ONNXRUNTIME_DOMAIN = 'com.microsoft'
 # Sequence length from which onnxruntime's fused attention beats the plain graph on our CPUs
 # (benchmarks/results.md: faster at 1024 tokens, slower at 256).
@@ -156,7 +159,7 @@ def export_module(module: nn.Module, example: Tensor, path: str, names: list[str
         warnings.simplefilter('ignore', category=DeprecationWarning)
         warnings.simplefilter('ignore', category=torch.jit.TracerWarning)
         with torch.no_grad():
-            torch.onnx.export(module.eval(), (example,), path, dynamo=False, opset_version=opset,
+            torch.onnx.export(module.eval(), (example,), path, **_TORCHSCRIPT_EXPORTER, opset_version=opset,
                               input_names=['image'], output_names=names, dynamic_axes=dynamic_axes,
                               do_constant_folding=True,
                               custom_opsets={ONNXRUNTIME_DOMAIN: 1} if fused_attention else None)

@@ -90,6 +90,15 @@ class SeparableConv(nn.Module):
 onnx_attention: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None
 
 
+def cpu_autocast_enabled() -> bool:
+    """Whether CPU autocast is on. Older torch (2.1) has no device argument to ``is_autocast_enabled``
+    (which reports CUDA there) but ``is_autocast_cpu_enabled``."""
+    try:
+        return torch.is_autocast_enabled('cpu')
+    except TypeError:
+        return torch.is_autocast_cpu_enabled()
+
+
 def attention(query: Tensor, key: Tensor, value: Tensor, dropout_p: float = 0.0) -> Tensor:
     """``F.scaled_dot_product_attention``, kept in float32 under CPU bfloat16 autocast.
 
@@ -99,7 +108,7 @@ def attention(query: Tensor, key: Tensor, value: Tensor, dropout_p: float = 0.0)
     """
     if onnx_attention is not None and torch.onnx.is_in_onnx_export():
         return onnx_attention(query, key, value)
-    if query.device.type == 'cpu' and torch.is_autocast_enabled('cpu'):
+    if query.device.type == 'cpu' and cpu_autocast_enabled():
         with torch.autocast('cpu', enabled=False):
             return F.scaled_dot_product_attention(query.float(), key.float(), value.float(), dropout_p=dropout_p)
     return F.scaled_dot_product_attention(query, key, value, dropout_p=dropout_p)

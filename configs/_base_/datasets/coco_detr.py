@@ -16,8 +16,10 @@ train_pipeline = [
          dict(type='RandomChoiceResize', scales=multi_scale, keep_ratio=True)]]),
     dict(type='PackDetInputs'),
 ]
-train_dataloader = dict(dataset=dict(data_root=data_root, pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(data_root=data_root))
+# mvdense.datasets.CheckedCocoDataset: mmdet's CocoDataset that names a bad annotation entry or image file.
+dataset_type = 'CheckedCocoDataset'
+train_dataloader = dict(dataset=dict(type=dataset_type, data_root=data_root, pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(type=dataset_type, data_root=data_root))
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
 test_evaluator = val_evaluator

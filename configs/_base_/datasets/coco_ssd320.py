@@ -1,6 +1,7 @@
 # COCO 2017 at 320x320 with SSD augmentation (ml-cvnets' coco_ssd: SSD crop, photometric, flip).
 # Data root: data/coco/ or the COCO_ROOT environment variable (see data/README.md).
-dataset_type = 'CocoDataset'
+# mvdense.datasets.CheckedCocoDataset: mmdet's CocoDataset that names a bad annotation entry or image file.
+dataset_type = 'CheckedCocoDataset'
 data_root = '{{$COCO_ROOT:data/coco/}}'
 input_size = 320
 backend_args = None

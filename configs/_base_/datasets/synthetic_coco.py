@@ -1,6 +1,7 @@
 # The generated synthetic detection set (tools/make_synthetic_data.py: 3 shape classes, 320x320 images, COCO
 # layout under data/synthetic/ or $SYNTHETIC_ROOT) as the detection demos train and evaluate on it.
-dataset_type = 'CocoDataset'
+# mvdense.datasets.CheckedCocoDataset: mmdet's CocoDataset that names a bad annotation entry or image file.
+dataset_type = 'CheckedCocoDataset'
 data_root = '{{$SYNTHETIC_ROOT:data/synthetic/}}'
 classes = ('circle', 'rectangle', 'triangle')  # mvdense.datasets.synthetic.CLASSES
 metainfo = dict(classes=classes)

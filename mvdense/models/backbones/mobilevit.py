@@ -60,19 +60,37 @@ class MobileViTStage:
 ARCHS: dict[str, dict] = {
     'xxs': dict(
         stem_channels=16, final_channels=320, dropout=0.05,
-        stages=(MV2Stage(16, 1, 1, 2), MV2Stage(24, 3, 2, 2),
-                MobileViTStage(48, 64, 128, 2, 2, 2), MobileViTStage(64, 80, 160, 4, 2, 2),
-                MobileViTStage(80, 96, 192, 3, 2, 2))),
+        stages=(
+            MV2Stage(out_channels=16, num_blocks=1, stride=1, expand_ratio=2),
+            MV2Stage(out_channels=24, num_blocks=3, stride=2, expand_ratio=2),
+            MobileViTStage(out_channels=48, transformer_dim=64, ffn_dim=128,
+                           transformer_layers=2, stride=2, expand_ratio=2),
+            MobileViTStage(out_channels=64, transformer_dim=80, ffn_dim=160,
+                           transformer_layers=4, stride=2, expand_ratio=2),
+            MobileViTStage(out_channels=80, transformer_dim=96, ffn_dim=192,
+                           transformer_layers=3, stride=2, expand_ratio=2))),
     'xs': dict(
         stem_channels=16, final_channels=384, dropout=0.1,
-        stages=(MV2Stage(32, 1, 1, 4), MV2Stage(48, 3, 2, 4),
-                MobileViTStage(64, 96, 192, 2, 2, 4), MobileViTStage(80, 120, 240, 4, 2, 4),
-                MobileViTStage(96, 144, 288, 3, 2, 4))),
+        stages=(
+            MV2Stage(out_channels=32, num_blocks=1, stride=1, expand_ratio=4),
+            MV2Stage(out_channels=48, num_blocks=3, stride=2, expand_ratio=4),
+            MobileViTStage(out_channels=64, transformer_dim=96, ffn_dim=192,
+                           transformer_layers=2, stride=2, expand_ratio=4),
+            MobileViTStage(out_channels=80, transformer_dim=120, ffn_dim=240,
+                           transformer_layers=4, stride=2, expand_ratio=4),
+            MobileViTStage(out_channels=96, transformer_dim=144, ffn_dim=288,
+                           transformer_layers=3, stride=2, expand_ratio=4))),
     's': dict(
         stem_channels=16, final_channels=640, dropout=0.1,
-        stages=(MV2Stage(32, 1, 1, 4), MV2Stage(64, 3, 2, 4),
-                MobileViTStage(96, 144, 288, 2, 2, 4), MobileViTStage(128, 192, 384, 4, 2, 4),
-                MobileViTStage(160, 240, 480, 3, 2, 4))),
+        stages=(
+            MV2Stage(out_channels=32, num_blocks=1, stride=1, expand_ratio=4),
+            MV2Stage(out_channels=64, num_blocks=3, stride=2, expand_ratio=4),
+            MobileViTStage(out_channels=96, transformer_dim=144, ffn_dim=288,
+                           transformer_layers=2, stride=2, expand_ratio=4),
+            MobileViTStage(out_channels=128, transformer_dim=192, ffn_dim=384,
+                           transformer_layers=4, stride=2, expand_ratio=4),
+            MobileViTStage(out_channels=160, transformer_dim=240, ffn_dim=480,
+                           transformer_layers=3, stride=2, expand_ratio=4))),
 }
 
 
