@@ -3,7 +3,10 @@
 PY := .venv/bin/python
 DEMO_CONFIG ?= configs/demo/ssdlite_mobilevit_xxs_synthetic.py
 DEMO_DATA ?= data/synthetic
-DEMO_WORK_DIR = work_dirs/demo/$(basename $(notdir $(DEMO_CONFIG)))
+# SEED=N trains with another seed than the config's (into its own work dir), for the spread over seeds.
+SEED ?=
+DEMO_WORK_DIR = work_dirs/demo/$(basename $(notdir $(DEMO_CONFIG)))$(if $(SEED),-seed$(SEED))
+SEED_OPTION = $(if $(SEED),--cfg-options randomness.seed=$(SEED))
 TEST_ARGS ?=
 
 .PHONY: setup demo demo-seg demo-mobileformer demo-search demo-search-compare test test-fast lint compat clean-demo
@@ -15,7 +18,7 @@ setup:
 # `--resume`: an interrupted demo goes on from its last checkpoint; a finished one only re-evaluates.
 demo: setup
 	$(PY) tools/make_synthetic_data.py --root $(DEMO_DATA)
-	$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_WORK_DIR) --resume
+	$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_WORK_DIR) --resume $(SEED_OPTION)
 	$(PY) tools/test.py $(DEMO_CONFIG) "$$(cat $(DEMO_WORK_DIR)/last_checkpoint)" --work-dir $(DEMO_WORK_DIR)/test
 
 demo-seg:

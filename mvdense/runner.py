@@ -117,6 +117,20 @@ def data_errors_as_exit() -> Iterator[None]:
 
 
 @contextmanager
+def process_group_closed() -> Iterator[None]:
+    """Leaves the process group a torchrun launch joined when the run ends. Without it gloo's threads are
+    torn down at interpreter exit, in no fixed order across ranks, which can abort a rank that already
+    finished ("terminate called without an active exception") and fail the whole launch."""
+    import torch.distributed as dist
+
+    try:
+        yield
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+@contextmanager
 def errors_as_exit() -> Iterator[None]:
     """:func:`data_errors_as_exit`, and the same one-line exit for a checkpoint that does not fit the
     config's model and for a training loss that became NaN or infinite."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from mvdense.runner import add_common_args, build_runner, errors_as_exit, load_config
+from mvdense.runner import add_common_args, build_runner, errors_as_exit, load_config, process_group_closed
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f'checkpoint not found: {args.checkpoint}')
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
     cfg.load_from = args.checkpoint
-    with errors_as_exit():
+    with process_group_closed(), errors_as_exit():
         return build_runner(cfg, loaders=('test_dataloader',), exact_checkpoint=True).test()
 
 

@@ -18,7 +18,7 @@ import os
 
 import torch
 
-from mvdense.runner import add_common_args, build_runner, configure_training, errors_as_exit, load_config
+from mvdense.runner import add_common_args, build_runner, configure_training, errors_as_exit, load_config, process_group_closed
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     configure_training(cfg, skip_bad_samples=args.skip_bad_samples)
-    with errors_as_exit():
+    with process_group_closed(), errors_as_exit():
         build_runner(cfg).train()
 
 
