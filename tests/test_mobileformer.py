@@ -1,7 +1,9 @@
 """Mobile-Former backbone: fidelity to the authors' models (parameters, MAdds, checkpoint layout), the
-bridges' arithmetic, shapes, options, registry."""
+bridges' arithmetic, the inference fast path against the reference formulation, shapes, options,
+registry."""
 from __future__ import annotations
 
+import copy
 import re
 
 import pytest
@@ -9,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from mvdense.convert import convert_checkpoint
+from mvdense.deploy.optimize import prepare_for_inference
 from mvdense.models.backbones.mobileformer import (
     ARCHS,
     DyReLU,
@@ -17,6 +20,10 @@ from mvdense.models.backbones.mobileformer import (
     MobileFormer,
     MobileToFormer,
     channel_shuffle,
+    conv_bn,
+    conv_bn_dyrelu,
+    conv_bn_scaled,
+    run_conv,
 )
 from mvdense.models.backbones.mobileformer_convert import convert_mobileformer_official
 from mvdense.models.layers import count_parameters
@@ -142,6 +149,123 @@ def test_former_to_mobile_is_pixel_queries_over_projected_tokens():
     attended = merge_heads(attention(split_heads(pixels, 2), split_heads(bridge.k(tokens), 2),
                                      split_heads(bridge.v(tokens), 2)))
     torch.testing.assert_close(bridge(x, tokens), x + attended.transpose(1, 2).view(2, 8, 5, 7))
+
+
+# ------------------------------------------------------------------------ inference fast path
+
+
+def randomize_norms_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Random BN statistics, norm affines and biases on top of the default initialisation: every fold
+    matters, and activations stay in a range where float rounding is not amplified block after block
+    (``randomize_`` makes them reach thousands)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if not tensor.is_floating_point() or tensor.dim() != 1:
+                continue
+            noise = torch.randn(tensor.shape, generator=generator)
+            if name.endswith('running_var'):
+                tensor.copy_(0.5 + torch.rand(tensor.shape, generator=generator))
+            elif name.endswith('weight'):
+                tensor.copy_(1 + 0.1 * noise)
+            else:                                   # biases, running means
+                tensor.copy_(0.1 * noise)
+    return model
+
+
+def reference_and_fast(model, x):
+    """The model's outputs with autograd on (the reference formulation) and under inference_mode (the
+    fast path)."""
+    reference = model(x)
+    with torch.inference_mode():
+        fast = model(x)
+    return reference, fast
+
+
+def assert_outputs_close(reference, fast, tolerance=1e-5):
+    for a, b in zip(reference, fast):
+        assert a.shape == b.shape
+        assert (a.detach() - b).abs().max() <= tolerance * max(1.0, a.abs().max().item())
+
+
+@pytest.mark.parametrize('arch', ['151m', '26m'])
+@pytest.mark.parametrize('batch', [1, 2])
+def test_fast_path_matches_the_reference_formulation(arch, batch):
+    """Channels-last, BN folding, DyReLU as prelu, plain depthwise convs, in-place residuals: the same
+    function (26M: grouped convs and shuffles keep parts of the reference path)."""
+    model = randomize_norms_(MobileFormer(arch, num_classes=10, with_tokens=True), seed=1).eval()
+    x = torch.rand(batch, 3, 96, 112)
+    reference, fast = reference_and_fast(model, x)
+    assert_outputs_close(reference, fast)
+    assert all(m.is_contiguous(memory_format=torch.channels_last) for m in fast[:-1] if m.shape[-1] > 1)
+    logits = model.forward_classifier(x)
+    with torch.inference_mode():
+        assert_outputs_close([logits], [model.forward_classifier(x)])
+
+
+def test_deployed_model_matches_and_has_no_batchnorm():
+    """prepare_for_inference folds the conv -> BN Sequentials (the checkpoint layout) into the convs."""
+    model = randomize_norms_(MobileFormer('96m', out_indices=(0, 1, 2, 3)), seed=2).eval()
+    deployed = prepare_for_inference(copy.deepcopy(model))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in deployed.modules())
+    x = torch.rand(2, 3, 64, 80)
+    with torch.no_grad():
+        assert_outputs_close(model(x), deployed(x))
+        assert_outputs_close(model(x[:1]), deployed(x[:1]))
+
+
+def test_dyrelu_as_scaled_prelu_covers_every_sign_case():
+    """max(a1 z, a2 z) = prelu(k z, w), including the hi = max(a1, a2) = 0 channels (a1 = 0, a2 <= 0)."""
+    act = DyReLU(channels=4, token_dim=8).eval()
+    block = conv_bn(4, 4, 1)
+    randomize_(block)
+    block.eval()
+    final = act.coefficients[2]
+    with torch.no_grad():
+        final.weight.zero_()
+        # h_sigmoid -> a1 = 2h1, a2 = 2h2 - 1; per channel: (0, -1), (0, 0), (2, 1), (0.5, -0.5)
+        final.bias.copy_(torch.tensor([-10.0, -10.0, 10.0, -1.5, -10.0, 0.0, 10.0, -1.5]))
+        x, token = torch.randn(1, 4, 5, 6), torch.zeros(1, 8)
+        expected = act(block(x), token)
+        with torch.inference_mode():
+            fast = conv_bn_dyrelu(block, act, x, token)
+    torch.testing.assert_close(fast, expected)
+
+
+def test_depthwise_multiplier_conv_runs_as_plain_depthwise():
+    conv = torch.nn.Conv2d(6, 24, 3, 1, 1, groups=6, bias=False)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(2, 6, 9, 7).contiguous(memory_format=layout)
+        with torch.inference_mode():
+            torch.testing.assert_close(run_conv(conv, x, conv.weight, None), conv(x))
+
+
+def test_folded_batchnorm_is_recomputed_when_parameters_change():
+    block = conv_bn(3, 8, 3)
+    randomize_(block)
+    block.eval()
+    x = torch.randn(1, 3, 32, 32)   # output larger than the weight: folded, and the fold kept
+    with torch.inference_mode():
+        first = conv_bn_scaled(block, x)
+    torch.testing.assert_close(first, block(x))
+    with torch.no_grad():
+        block[1].running_var.mul_(4)
+        block[0].weight.add_(0.5)
+    with torch.inference_mode():
+        torch.testing.assert_close(conv_bn_scaled(block, x), block(x))
+
+
+def test_bridges_on_channels_last_maps_match_nchw():
+    m2f, f2m = MobileToFormer(channels=8, token_dim=12).eval(), FormerToMobile(channels=8, token_dim=12).eval()
+    x, tokens = torch.randn(2, 8, 5, 7), torch.randn(2, 3, 12)
+    nhwc = x.contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(m2f(nhwc, tokens), m2f(x, tokens))
+    out = f2m(nhwc, tokens)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, f2m(x, tokens))
+    with torch.inference_mode():   # written into the handed-over map
+        owned = nhwc.clone()
+        torch.testing.assert_close(f2m(owned, tokens, overwrite=True), f2m(x, tokens))
 
 
 # -------------------------------------------------------------------------------- checkpoint layout

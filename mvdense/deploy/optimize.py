@@ -29,14 +29,39 @@ def fold_batchnorm_into_conv(conv: nn.Conv2d, norm: nn.modules.batchnorm._BatchN
         conv.bias = nn.Parameter(scale * (bias - norm.running_mean) + shift)
 
 
-def fuse_conv_bn(model: nn.Module) -> nn.Module:
-    """Folds the BatchNorm of every mmcv ``ConvModule`` (conv -> norm order) into its conv, in place.
+def _foldable(norm: nn.Module) -> bool:
+    """An eval-mode BatchNorm with running statistics (a fixed affine map)."""
+    return isinstance(norm, nn.modules.batchnorm._BatchNorm) and norm.track_running_stats and \
+        norm.running_mean is not None
 
-    The BN layers are removed (``ConvModule.with_norm = False``), so the state dict changes: save the
-    trained model, not the fused one. Returns ``model`` in eval mode. Works on any model built from
-    ConvModules (our backbones, necks and heads, mmdet's and mmseg's).
+
+def fuse_sequential_conv_bn(model: nn.Module) -> nn.Module:
+    """Folds every BatchNorm that directly follows a ``Conv2d`` inside an ``nn.Sequential`` into that
+    conv, in place, and puts an ``nn.Identity`` in the BN's slot (so indices, and the Sequential's
+    other members, stay where they were). Mobile-Former's conv -> BN pairs are such Sequentials (the
+    authors' checkpoint layout). Call on an eval-mode model."""
+    for module in model.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        children = list(module._modules.items())
+        for (_, conv), (name, norm) in zip(children, children[1:]):
+            if isinstance(conv, nn.Conv2d) and _foldable(norm):
+                fold_batchnorm_into_conv(conv, norm)
+                module._modules[name] = nn.Identity()
+    return model
+
+
+def fuse_conv_bn(model: nn.Module) -> nn.Module:
+    """Folds the BatchNorm of every mmcv ``ConvModule`` (conv -> norm order), and every BatchNorm that
+    follows a conv in an ``nn.Sequential`` (:func:`fuse_sequential_conv_bn`), into its conv, in place.
+
+    The BN layers are removed (``ConvModule.with_norm = False``; an ``nn.Identity`` in a Sequential), so
+    the state dict changes: save the trained model, not the fused one. Returns ``model`` in eval mode.
+    Works on any model built from ConvModules or conv -> BN Sequentials (our backbones, necks and heads,
+    mmdet's and mmseg's).
     """
     model.eval()
+    fuse_sequential_conv_bn(model)
     for module in model.modules():
         if not isinstance(module, ConvModule) or not module.with_norm:
             continue

@@ -20,11 +20,21 @@ stride 4). With ``output_stride=16`` the down-sampling block that opens stage 3 
 stage 3 stays at stride 16 (nothing is dilated: the paper and code have no dense-prediction variant).
 
 Tensors are batch-first throughout: maps [B, C, H, W], tokens [B, M, d] (the authors keep tokens as
-[M, B, d]; the arithmetic is the same). Attention is written as batched matmuls laid out so that the
-feature maps are never transposed or copied (see :class:`MobileToFormer` and :class:`FormerToMobile`):
-``F.scaled_dot_product_attention`` wants the map as [B, h, HW, C/h], a transposed copy, and measured
-1.5-2x slower for Mobile->Former and 7-20x for Former->Mobile than these matmuls (M = 6, one CPU
-thread); the authors' own [B, h, HW, M] layout for Former->Mobile was about 10x slower.
+[M, B, d]; the arithmetic is the same). The bridges read a map in the layout it comes in, never copying
+it (see :class:`MobileToFormer` and :class:`FormerToMobile`): on an NCHW map the attention is batched
+matmuls over [B, h, C/h, HW] views (the layout of the authors' equations; what is traced for ONNX export
+and counted for MAdds); on a channels-last map, the layout of the CPU fast path, over [B, HW, C] views.
+
+Inference fast path (autograd off, nothing tracing; :func:`fast_inference`). The function is the
+authors' to float rounding (``benchmarks/README.md``, "Speed work on the Mobile-Former block"); only
+the work differs:
+
+* on CPU the backbone runs channels-last and returns channels-last maps;
+* each BatchNorm is applied as the affine map it is at inference, folded into its conv's weight for the
+  call where the weight is the smaller tensor (:func:`conv_bn_scaled`); a DyReLU becomes a per-channel
+  scale, folded there too, and one ``prelu`` (:func:`conv_bn_dyrelu`);
+* depthwise convs with a channel multiplier run as plain depthwise convs at stride 1 (:func:`run_conv`);
+* residual additions are written into the branch output, which nothing else holds.
 
 Stochastic depth (``drop_path_rate``; the authors trained with 0) drops whole samples everywhere; the
 authors' DropPath on [M, B, d] tokens would drop whole tokens across the batch instead, which we take
@@ -32,6 +42,7 @@ for an accident of their layout.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -42,6 +53,7 @@ from mmcv.cnn.bricks import DropPath
 from torch import Tensor, nn
 
 from ...registry import MODELS
+from ..layers import attention
 from .base import BaseBackbone, check_out_indices, lookup_arch
 
 
@@ -139,12 +151,40 @@ def conv_bn(in_channels: int, out_channels: int, kernel_size: int, stride: int =
     return nn.Sequential(conv, build_norm_layer(norm_cfg or dict(type='BN'), out_channels)[1])
 
 
+def fast_inference() -> bool:
+    """Whether the inference fast paths apply: autograd is off and nothing traces the graph (ONNX export
+    and the MAdds counter trace the reference formulation)."""
+    return not torch.is_grad_enabled() and not torch.jit.is_tracing()
+
+
+def is_channels_last(x: Tensor) -> bool:
+    """Whether a map [B, C, H, W] is stored channels-last (NHWC) and not also NCHW-contiguous (as a map
+    with H = W = 1 is): such a map is read through [B, HW, C] views."""
+    return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def drops_nothing(drop_path: nn.Module) -> bool:
+    """Whether a DropPath is the identity now (evaluating, or a drop rate of 0)."""
+    return not drop_path.training or drop_path.drop_prob == 0
+
+
+def add_residual(out: Tensor, residual: Tensor, drop_path: nn.Module | None = None) -> Tensor:
+    """``residual + drop_path(out)``; at inference written into ``out`` (a branch output nobody else
+    holds), which saves allocating a map."""
+    if fast_inference() and (drop_path is None or drops_nothing(drop_path)):
+        return out.add_(residual)
+    return residual + (out if drop_path is None else drop_path(out))
+
+
 def channel_shuffle(x: Tensor, groups: int) -> Tensor:
     """ShuffleNet's shuffle: [B, C, H, W] seen as [B, groups, C / groups, H, W], the two group axes
     swapped. ``groups=1`` returns ``x`` untouched."""
     if groups == 1:
         return x
     batch, channels, height, width = x.shape
+    if is_channels_last(x):   # the same permutation of the NHWC storage: stays channels-last
+        x = x.permute(0, 2, 3, 1).reshape(batch, height, width, groups, channels // groups).transpose(3, 4)
+        return x.reshape(batch, height, width, channels).permute(0, 3, 1, 2)
     x = x.view(batch, groups, channels // groups, height, width).transpose(1, 2)
     return x.reshape(batch, channels, height, width)
 
@@ -165,16 +205,180 @@ class DyReLU(nn.Module):
         self.coefficients = nn.Sequential(
             nn.Linear(token_dim, token_dim // reduction), nn.ReLU(inplace=True),
             nn.Linear(token_dim // reduction, 2 * channels), nn.Hardsigmoid())
+        # h_sigmoid gives [0, 1]; the authors map it to (a - 0.5) * 2 + 1 and (a - 0.5) * 2, i.e. 2a + 0 and
+        # 2a - 1: the offsets, as a constant (not in the state dict).
+        self.register_buffer('slope_offsets', torch.tensor([[0.0], [-1.0]]), persistent=False)
+
+    def slopes(self, token: Tensor) -> Tensor:
+        """[B, d] -> [B, 2, C]: a1 then a2 of every channel."""
+        coeffs = self.coefficients(token).view(token.shape[0], 2, self.channels)
+        return torch.add(self.slope_offsets, coeffs, alpha=2.0)
 
     def forward(self, x: Tensor, token: Tensor) -> Tensor:
-        coeffs = self.coefficients(token)[:, :, None, None]
-        # h_sigmoid gives [0, 1]; the authors map it to (a - 0.5) * 2 + 1 and (a - 0.5) * 2.
-        slope1 = 2.0 * coeffs[:, :self.channels]
-        slope2 = 2.0 * coeffs[:, self.channels:] - 1.0
+        slopes = self.slopes(token)[:, :, :, None, None]
+        slope1, slope2 = slopes[:, 0], slopes[:, 1]
         # max(a1 x, a2 x) = a2 x + relu((a1 - a2) x): the same function, but its backward is one threshold
         # instead of torch.maximum's eq/where/masked_fill chain, which took a third of a training step of
         # SSDLite-Mobile-Former-151M on CPU.
         return x * slope2 + F.relu(x * (slope1 - slope2))
+
+    def prelu_parameters(self, token: Tensor) -> tuple[Tensor, Tensor]:
+        """The DyReLU as a scale and a ``prelu``: ``self(z, token) = prelu(k z, w)`` per channel.
+
+        With hi = max(a1, a2) and lo = min(a1, a2), max(a1 z, a2 z) is hi z for z >= 0 and lo z for
+        z < 0: k = hi, w = lo / hi when hi > 0; when hi = 0 (then lo <= 0), k = lo and w = 0, both sides
+        being relu(lo z). Either way w <= 1.
+
+        Shape: token [B, d] -> (k, w), each [B, C].
+        """
+        low, high = torch.aminmax(self.slopes(token), dim=1)
+        positive = high > 0
+        return torch.where(positive, high, low), torch.where(positive, low / high, 0.0)  # 0/0 masked
+
+
+def stride1_multiplier(conv: nn.Conv2d) -> int:
+    """k for a depthwise conv with channel multiplier k (one group per input channel, k outputs each) at
+    stride 1, else 1: the convs :func:`run_conv` runs as plain depthwise convs."""
+    if conv.groups != conv.in_channels or conv.stride != (1, 1):
+        return 1
+    return conv.out_channels // conv.in_channels
+
+
+def repeat_channels(x: Tensor, repeats: int) -> Tensor:
+    """Each channel ``repeats`` times in a row (channel c * repeats + j is channel c), in the layout of
+    ``x``. Shape: [B, C, H, W] -> [B, C * repeats, H, W]."""
+    batch, channels, height, width = x.shape
+    if is_channels_last(x):
+        x = x.permute(0, 2, 3, 1)[..., None].expand(batch, height, width, channels, repeats)
+        return x.reshape(batch, height, width, channels * repeats).permute(0, 3, 1, 2)
+    return x[:, :, None].expand(batch, channels, repeats, height, width).reshape(batch, -1, height, width)
+
+
+def run_conv(conv: nn.Conv2d, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """``conv``'s convolution of ``x`` with the given weight and bias (``conv``'s own, or folded ones).
+
+    A depthwise conv with a channel multiplier k > 1 at stride 1 (:func:`stride1_multiplier`) on CPU runs
+    as a plain depthwise conv (one group per output channel) of the input with each channel repeated k
+    times: the same products and sums, but oneDNN has fast kernels for plain depthwise convs only, and
+    its generic grouped kernel was 2-5x slower at stride 1 (at stride 2, where the copy of the full-size
+    input feeds a quarter of the outputs, it does not pay).
+    """
+    groups = conv.groups
+    repeats = stride1_multiplier(conv)
+    if repeats > 1 and x.device.type == 'cpu':
+        x, groups = repeat_channels(x, repeats), conv.out_channels
+    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, groups)
+
+
+def foldable_norm(norm: nn.Module) -> bool:
+    """Whether a conv's norm is an affine map at inference: an eval-mode BatchNorm with running
+    statistics, or an identity (a BN already folded into the conv by ``prepare_for_inference``)."""
+    if isinstance(norm, nn.Identity):
+        return True
+    return (isinstance(norm, nn.modules.batchnorm._BatchNorm) and not norm.training
+            and norm.running_mean is not None)
+
+
+def cached(module: nn.Module, name: str, tensors: Sequence[Tensor | None], compute):
+    """``compute()``, kept on ``module`` until one of ``tensors`` changes (its storage or, for an in-place
+    update such as an optimizer step or ``load_state_dict``, its version counter). For values that
+    depend on parameters only, e.g. a BN's affine map at inference, so that no forward recomputes them.
+    Inference tensors carry no version counter: with one among ``tensors`` nothing is kept."""
+    present = [t for t in tensors if t is not None]
+    if any(t.is_inference() for t in present):
+        return compute()
+    key = tuple((t.data_ptr(), t._version) for t in present)
+    entry = module.__dict__.get(name)
+    if entry is None or entry[0] != key:
+        # Ordinary tensors even when called under inference_mode, so that they stay usable anywhere.
+        with torch.inference_mode(False), torch.no_grad():
+            entry = (key, compute())
+        module.__dict__[name] = entry
+    return entry[1]
+
+
+def bn_affine(norm: nn.modules.batchnorm._BatchNorm) -> tuple[Tensor, Tensor]:
+    """(m, s), each [C]: the eval-mode BN as x * m + s (what ``F.batch_norm`` computes internally)."""
+    def compute() -> tuple[Tensor, Tensor]:
+        multiplier = torch.rsqrt(norm.running_var + norm.eps)
+        if norm.weight is not None:
+            multiplier = multiplier * norm.weight
+        shift = -norm.running_mean * multiplier
+        return multiplier, shift if norm.bias is None else shift + norm.bias
+
+    return cached(norm, '_inference_affine', bn_tensors(norm), compute)
+
+
+def bn_tensors(norm: nn.modules.batchnorm._BatchNorm) -> tuple[Tensor | None, ...]:
+    """The tensors an eval-mode BN's output depends on."""
+    return norm.running_var, norm.running_mean, norm.weight, norm.bias
+
+
+def conv_bn_scaled(conv_bn: nn.Sequential, x: Tensor, scale: Tensor | None = None) -> Tensor:
+    """``conv_bn(x) * scale`` at inference (``scale`` [C_out] or None), the BN applied as the per-channel
+    affine map it is then (:func:`bn_affine`): folded into the conv's weight and bias when the output has
+    more elements than the weight (a pass over the weight instead of one over the output: the convs of
+    the high-resolution stages; without ``scale`` the folded weight is kept, :func:`cached`), else
+    applied to the conv's output in place. ``conv_bn``'s own tensors are not changed.
+
+    Shape: [B, C_in, H, W] -> [B, C_out, H', W'].
+    """
+    conv, norm = conv_bn[0], conv_bn[1]
+    has_norm = isinstance(norm, nn.modules.batchnorm._BatchNorm)
+    if not has_norm and scale is None:
+        return run_conv(conv, x, conv.weight, conv.bias)
+    out_size = x.shape[0] * conv.out_channels * math.ceil(x.shape[2] / conv.stride[0]) * \
+        math.ceil(x.shape[3] / conv.stride[1])
+    fold = out_size > conv.weight.numel()
+    if has_norm and scale is None and fold:
+        weight, bias = cached(conv_bn, '_inference_folded', (conv.weight, conv.bias) + bn_tensors(norm),
+                              lambda: fold_affine(conv, *bn_affine(norm)))
+        return run_conv(conv, x, weight, bias)
+    multiplier, shift = bn_affine(norm) if has_norm else (None, None)
+    if scale is not None:
+        multiplier = scale if multiplier is None else multiplier * scale
+        shift = None if shift is None else shift * scale
+    if fold:
+        return run_conv(conv, x, *fold_affine(conv, multiplier, shift))
+    out = run_conv(conv, x, conv.weight, conv.bias)
+    view = (1, -1, 1, 1)
+    if shift is None:
+        return out.mul_(multiplier.view(view))
+    return torch.addcmul(shift.view(view), out, multiplier.view(view), out=out)
+
+
+def fold_affine(conv: nn.Conv2d, multiplier: Tensor, shift: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """Weight and bias of ``conv(x) * multiplier + shift`` (per output channel) as one conv."""
+    bias = shift if conv.bias is None else conv.bias * multiplier + (0 if shift is None else shift)
+    return conv.weight * multiplier[:, None, None, None], bias
+
+
+def run_conv_bn(conv_bn: nn.Sequential, x: Tensor) -> Tensor:
+    """``conv_bn(x)``; at inference with the BN folded (:func:`conv_bn_scaled`)."""
+    if fast_inference() and foldable_norm(conv_bn[1]):
+        return conv_bn_scaled(conv_bn, x)
+    return conv_bn(x)
+
+
+def conv_bn_dyrelu(conv_bn: nn.Sequential, act: DyReLU, x: Tensor, token: Tensor,
+                   shuffle_groups: int = 1) -> Tensor:
+    """``act(channel_shuffle(conv_bn(x), shuffle_groups), token)``.
+
+    At inference (grouped variants, which shuffle between the BN and the DyReLU, excepted) the DyReLU is
+    ``prelu(k z, w)`` (:meth:`DyReLU.prelu_parameters`), and for a single image k is folded with the BN
+    into the conv (:func:`conv_bn_scaled`): the map is then written by the conv and read once by the
+    prelu, where BN -> DyReLU read it five times. A batch scales in place and takes max(z, w z) (= prelu
+    for w <= 1), ``prelu`` having one slope per channel, not per sample.
+
+    Shape: x [B, C_in, H, W], token [B, d] -> [B, C_out, H', W'].
+    """
+    if shuffle_groups > 1 or not fast_inference() or not foldable_norm(conv_bn[1]):
+        return act(channel_shuffle(conv_bn(x), shuffle_groups), token)
+    scale, negative_slope = act.prelu_parameters(token)
+    if x.shape[0] == 1:
+        return F.prelu(conv_bn_scaled(conv_bn, x, scale[0]), negative_slope[0])
+    out = conv_bn_scaled(conv_bn, x).mul_(scale[:, :, None, None])
+    return torch.maximum(out, out * negative_slope[:, :, None, None])
 
 
 class MobileToFormer(nn.Module):
@@ -203,11 +407,17 @@ class MobileToFormer(nn.Module):
         batch, channels, height, width = x.shape
         num_tokens = tokens.shape[1]
         heads = self.num_heads
-        # [B, h, C/h, HW]: a view of the map, used as keys and (transposed, no copy) as values.
-        features = x.reshape(batch, heads, channels // heads, height * width)
-        query = (self.q(tokens) * self.scale).view(batch, num_tokens, heads, -1).transpose(1, 2)
-        attn = (query @ features).softmax(dim=-1)                      # [B, h, M, HW]
-        out = (attn @ features.transpose(-1, -2)).transpose(1, 2)      # [B, M, h, C/h]
+        if is_channels_last(x):
+            query = self.q(tokens).view(batch, num_tokens, heads, -1).transpose(1, 2)     # [B, h, M, C/h]
+            # [B, h, HW, C/h]: a view of the NHWC map, the layout F.scaled_dot_product_attention reads.
+            pixels = x.permute(0, 2, 3, 1).reshape(batch, height * width, heads, -1).transpose(1, 2)
+            out = attention(query, pixels, pixels).transpose(1, 2)                         # [B, M, h, C/h]
+        else:
+            # [B, h, C/h, HW]: a view of the NCHW map, used as keys and (transposed, no copy) as values.
+            features = x.reshape(batch, heads, channels // heads, height * width)
+            query = (self.q(tokens) * self.scale).view(batch, num_tokens, heads, -1).transpose(1, 2)
+            attn = (query @ features).softmax(dim=-1)                                      # [B, h, M, HW]
+            out = (attn @ features.transpose(-1, -2)).transpose(1, 2)                      # [B, M, h, C/h]
         out = out.reshape(batch, num_tokens, channels) * (2.0 * F.hardsigmoid(self.gate(tokens)))
         return self.norm(tokens + self.drop_path(self.proj(out)))
 
@@ -239,9 +449,9 @@ class Former(nn.Module):
         batch, num_tokens, dim = tokens.shape
         heads = self.num_heads
         keys = tokens.view(batch, num_tokens, heads, dim // heads).transpose(1, 2)     # [B, h, M, d/h]
-        query = (self.q(tokens) * self.scale).view(batch, num_tokens, heads, -1).transpose(1, 2)
-        attn = (query @ keys.transpose(-1, -2)).softmax(dim=-1)                        # [B, h, M, M]
-        out = (attn @ keys).transpose(1, 2).reshape(batch, num_tokens, dim)
+        query = self.q(tokens).view(batch, num_tokens, heads, -1).transpose(1, 2)
+        # One fused call instead of scale, matmul, softmax, matmul: about 3x faster over 6 tokens on CPU.
+        out = attention(query, keys, keys).transpose(1, 2).reshape(batch, num_tokens, dim)
         tokens = self.norm1(tokens + self.drop_path(self.proj(out)))
         # The authors put no drop path on the FFN branch.
         return self.norm2(tokens + self.ffn(tokens))
@@ -253,10 +463,10 @@ class FormerToMobile(nn.Module):
     Query: the raw features (no projection); keys and values: Linear(d -> C) of the tokens; 2 heads, each
     over C/2 channels; no output projection.
 
-    Computed as [B, h, M, HW] attention with the softmax over the M tokens, so the map is read and
-    written in its own [B, C, HW] layout.
+    On an NCHW map: [B, h, M, HW] attention with the softmax over the M tokens, so the map is read and
+    written in its own [B, C, HW] layout. On a channels-last map: see :meth:`forward_channels_last`.
 
-    Shape: x [B, C, H, W], tokens [B, M, d] -> [B, C, H, W].
+    Shape: x [B, C, H, W], tokens [B, M, d] -> [B, C, H, W] (in the layout of x).
     """
 
     def __init__(self, channels: int, token_dim: int, num_heads: int = BRIDGE_HEADS,
@@ -267,8 +477,18 @@ class FormerToMobile(nn.Module):
         self.k = nn.Linear(token_dim, channels)
         self.v = nn.Linear(token_dim, channels)
         self.drop_path = DropPath(drop_path_rate)
+        # [h, 1, C]: 1 where channel c belongs to head i (constants, not in the state dict); the key mask
+        # carries the attention scale, so that masking also scales (k * scale, as the NCHW path does).
+        head_of_channel = torch.arange(channels) // (channels // num_heads)
+        mask = (head_of_channel == torch.arange(num_heads)[:, None]).float()[:, None]
+        self.register_buffer('value_mask', mask, persistent=False)
+        self.register_buffer('key_mask', mask * self.scale, persistent=False)
 
-    def forward(self, x: Tensor, tokens: Tensor) -> Tensor:
+    def forward(self, x: Tensor, tokens: Tensor, overwrite: bool = False) -> Tensor:
+        """``overwrite``: the caller hands ``x`` over (it holds it nowhere else), so that at inference the
+        result may be written into it."""
+        if is_channels_last(x):
+            return self.forward_channels_last(x, tokens, overwrite)
         batch, channels, height, width = x.shape
         num_tokens = tokens.shape[1]
         heads = self.num_heads
@@ -278,6 +498,31 @@ class FormerToMobile(nn.Module):
         attn = (keys @ query).softmax(dim=-2)                                          # [B, h, M, HW]
         out = (values @ attn).view(batch, channels, height, width)
         return x + self.drop_path(out)
+
+    def forward_channels_last(self, x: Tensor, tokens: Tensor, overwrite: bool = False) -> Tensor:
+        """The bridge on a channels-last map, read and written through its [B, HW, C] view.
+
+        Keys and values are spread block-diagonally over [B, h*M, C] (row i*M + m: token m on head i's
+        channels, zeros elsewhere), so one matmul over all C channels computes every head's logits and
+        one ``baddbmm`` every head's output plus the residual (the zeros add nothing; twice the
+        multiply-adds of the per-head products, which are a few per cent of the block's). The logits are
+        [B, h*M, HW], HW-contiguous, so the softmax over each head's M tokens runs along HW: a softmax
+        over rows of M = 6 (the per-head layout of a channels-last map) was several times slower.
+        """
+        batch, channels, height, width = x.shape
+        num_tokens, heads = tokens.shape[1], self.num_heads
+        pixels = x.permute(0, 2, 3, 1).reshape(batch, height * width, channels)        # [B, HW, C] view
+        keys = (self.k(tokens)[:, None] * self.key_mask).flatten(1, 2)                # [B, hM, C]
+        values = (self.v(tokens)[:, None] * self.value_mask).flatten(1, 2)            # [B, hM, C]
+        attn = (keys @ pixels.transpose(1, 2)).view(batch, heads, num_tokens, -1).softmax(dim=2)
+        attn = attn.view(batch, heads * num_tokens, -1).transpose(1, 2)                # [B, HW, hM]
+        if not drops_nothing(self.drop_path):
+            out = pixels + self.drop_path(attn @ values)
+        elif overwrite and fast_inference():
+            out = pixels.baddbmm_(attn, values)
+        else:
+            out = torch.baddbmm(pixels, attn, values)
+        return out.view(batch, height, width, channels).permute(0, 3, 1, 2)
 
 
 class LiteBottleneck(nn.Module):
@@ -298,9 +543,9 @@ class LiteBottleneck(nn.Module):
         self.project = conv_bn(hidden, out_channels, 1, groups=groups, norm_cfg=norm_cfg)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = channel_shuffle(F.relu6(self.depthwise(x)), self.shuffle_groups)
-        out = self.project(out)
-        return x + out if self.use_identity else out
+        out = channel_shuffle(F.relu6(run_conv_bn(self.depthwise, x), inplace=True), self.shuffle_groups)
+        out = run_conv_bn(self.project, out)
+        return add_residual(out, x) if self.use_identity else out
 
 
 class RegularMobile(nn.Module):
@@ -326,10 +571,10 @@ class RegularMobile(nn.Module):
         self.drop_path = DropPath(drop_path_rate)
 
     def forward(self, x: Tensor, token: Tensor) -> Tensor:
-        out = self.act1(channel_shuffle(self.expand(x), self.groups), token)
-        out = self.act2(self.depthwise(out), token)
-        out = channel_shuffle(self.project(out), self.groups)
-        return x + self.drop_path(out) if self.use_identity else out
+        out = conv_bn_dyrelu(self.expand, self.act1, x, token, self.groups)
+        out = conv_bn_dyrelu(self.depthwise, self.act2, out, token)
+        out = channel_shuffle(run_conv_bn(self.project, out), self.groups)
+        return add_residual(out, x, self.drop_path) if self.use_identity else out
 
 
 class DownsampleMobile(nn.Module):
@@ -358,10 +603,10 @@ class DownsampleMobile(nn.Module):
         self.drop_path = DropPath(drop_path_rate)
 
     def forward(self, x: Tensor, token: Tensor) -> Tensor:
-        out = self.act1(channel_shuffle(self.depthwise1(x), self.shuffle_groups[0]), token)
-        out = self.project1(out)
-        inner = self.act2(channel_shuffle(self.depthwise2(out), self.shuffle_groups[1]), token)
-        return out + self.drop_path(self.project2(inner))
+        out = conv_bn_dyrelu(self.depthwise1, self.act1, x, token, self.shuffle_groups[0])
+        out = run_conv_bn(self.project1, out)
+        inner = conv_bn_dyrelu(self.depthwise2, self.act2, out, token, self.shuffle_groups[1])
+        return add_residual(run_conv_bn(self.project2, inner), out, self.drop_path)
 
 
 class MobileFormerBlock(nn.Module):
@@ -385,7 +630,8 @@ class MobileFormerBlock(nn.Module):
     def forward(self, x: Tensor, tokens: Tensor) -> tuple[Tensor, Tensor]:
         tokens = self.former(self.mobile_to_former(x, tokens))
         out = self.mobile(x, tokens[:, 0])
-        return self.former_to_mobile(out, tokens), tokens
+        # The Mobile output is used nowhere else: the bridge may write its result into it.
+        return self.former_to_mobile(out, tokens, overwrite=True), tokens
 
 
 class ClassifierHead(nn.Module):
@@ -407,7 +653,7 @@ class ClassifierHead(nn.Module):
         self.classifier = nn.Linear(hidden_channels, num_classes)
 
     def forward(self, x: Tensor, token: Tensor) -> Tensor:
-        x = F.relu6(self.conv(channel_shuffle(x, self.groups)))
+        x = F.relu6(run_conv_bn(self.conv, channel_shuffle(x, self.groups)), inplace=True)
         pooled = F.hardswish(x.mean(dim=(2, 3)))
         hidden = F.hardswish(self.fc_norm(self.fc(torch.cat((pooled, token), dim=1))))
         return self.classifier(self.dropout(hidden))
@@ -441,7 +687,7 @@ class MobileFormer(BaseBackbone):
             returned, have ``token_dim`` channels and are not listed).
 
     Shape: [B, 3, H, W] (any H, W >= 32) -> tuple of [B, C_i, ceil(H / s_i), ceil(W / s_i)]
-    (then [B, M, d] with ``with_tokens``).
+    (then [B, M, d] with ``with_tokens``); at inference on CPU the maps are stored channels-last.
     """
 
     def __init__(self, arch: str | dict = '508m', out_indices: Sequence[int] = (0, 1, 2, 3),
@@ -559,10 +805,28 @@ class MobileFormer(BaseBackbone):
         """[B, M, d]: the learned tokens, the same for every image (a broadcast view, no copy)."""
         return self.tokens.weight.unsqueeze(0).expand(batch, -1, -1)
 
+    @staticmethod
+    def _working_layout(x: Tensor) -> Tensor:
+        """The image in the layout the network runs in: channels-last for inference on CPU, where
+        oneDNN's depthwise convolutions are several times faster on NHWC (``benchmarks/README.md``);
+        as given otherwise (training: ``ChannelsLastHook`` chooses; GPUs; tracing)."""
+        if x.device.type == 'cpu' and fast_inference():
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _stem(self, x: Tensor) -> Tensor:
+        """Stem and lite bottleneck: [B, 3, H, W] -> [B, C, H / 4, W / 4] (/ 2 for most archs)."""
+        x = self._working_layout(x)
+        if fast_inference() and foldable_norm(self.stem[1]):
+            x = F.relu6(conv_bn_scaled(self.stem, x), inplace=True)
+        else:
+            x = self.stem(x)
+        return self.lite_bottleneck(x)
+
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         """[B, 3, H, W] -> the maps of ``out_indices`` (then the tokens [B, M, d] with ``with_tokens``)."""
         tokens = self._initial_tokens(x.shape[0])
-        x = self.lite_bottleneck(self.stem(x))
+        x = self._stem(x)
         outs = []
         for index, block in enumerate(self.blocks[:self._num_blocks_run]):
             x, tokens = block(x, tokens)
@@ -577,7 +841,7 @@ class MobileFormer(BaseBackbone):
         if self.head is None:
             raise RuntimeError('MobileFormer was built without num_classes: there is no classifier')
         tokens = self._initial_tokens(x.shape[0])
-        x = self.lite_bottleneck(self.stem(x))
+        x = self._stem(x)
         for block in self.blocks:
             x, tokens = block(x, tokens)
         tokens = self.final_mobile_to_former(x, tokens)
