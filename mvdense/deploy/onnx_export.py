@@ -16,10 +16,12 @@ What is dynamic in the exported graph:
 
 * batch: always (axis 0 of the input and of every output);
 * height and width: for segmentors (default), any size >= 32: MobileViT's resize to a multiple of the
-  patch size and the final resize to the input size follow the input. For detectors the size is fixed
-  by default: SSD's priors are laid out for one input size (320x320 in our configs), so the graph is
-  traced at that size and the post-processing's priors match it. ``dynamic_size=True`` exports a
-  detector at any size anyway (priors must then be generated for the size used).
+  patch size and the final resize to the input size follow the input. For DETR-style detectors
+  (default) too: the positional encodings, pixel anchors and attention priors are computed from the
+  map sizes in the graph, and the boxes are scaled by the input size. For SSD-style detectors the size
+  is fixed by default: SSD's priors are laid out for one input size (320x320 in our configs), so the
+  graph is traced at that size and the post-processing's priors match it. ``dynamic_size=True``
+  exports such a detector at any size anyway (priors must then be generated for the size used).
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ from torch import Tensor, nn
 from ..apis.inference import DETECTION, task_of
 from ..models import layers
 from .postprocess import DetectionPostProcess
-from .wrappers import output_names, raw_network
+from .wrappers import DETECTOR_OUTPUTS, SEGMENTOR_OUTPUTS, is_end_to_end, output_names, raw_network
 
 DEFAULT_OPSET = 17
 # The TorchScript-based exporter: asked for by name where torch has both (older torch has only it).
@@ -93,15 +95,24 @@ def onnxruntime_attention(min_tokens: int = FUSED_ATTENTION_MIN_TOKENS) -> Itera
 
 
 def dynamic_axes_for(outputs: list[str], dynamic_size: bool) -> dict[str, dict[int, str]]:
-    """Dynamic axes of the input ``image`` and of the outputs (spatial ones only for 4-D outputs)."""
+    """Dynamic axes of the input ``image`` and of the outputs: batch always; with ``dynamic_size`` the
+    spatial axes of segmentation logits and the prior axis of SSD outputs (whose count follows the input
+    size). A DETR-style detector's outputs have a fixed number of queries and detections at any size."""
     image_axes = {0: 'batch', 2: 'height', 3: 'width'} if dynamic_size else {0: 'batch'}
     axes = {'image': image_axes}
     for name in outputs:
-        spatial = name == 'seg_logits' and dynamic_size
-        # A detector's prior count follows the input size too.
-        axes[name] = {0: 'batch', 2: 'height', 3: 'width'} if spatial else \
-            ({0: 'batch', 1: 'priors'} if dynamic_size else {0: 'batch'})
+        axes[name] = {0: 'batch'}
+        if dynamic_size and name in SEGMENTOR_OUTPUTS:
+            axes[name] = {0: 'batch', 2: 'height', 3: 'width'}
+        elif dynamic_size and name in DETECTOR_OUTPUTS:
+            axes[name] = {0: 'batch', 1: 'priors'}
     return axes
+
+
+def default_dynamic_size(model: nn.Module) -> bool:
+    """Whether an export takes any height and width by default: segmentors and DETR-style detectors do,
+    SSD-style detectors (priors laid out for one size) do not."""
+    return task_of(model) != DETECTION or is_end_to_end(model)
 
 
 def export_model(model: nn.Module, path: str, input_size: tuple[int, int], dynamic_size: bool | None = None,
@@ -109,13 +120,14 @@ def export_model(model: nn.Module, path: str, input_size: tuple[int, int], dynam
     """Exports an mmdet detector / mmseg segmentor's raw network to ``path`` and writes ``path + '.json'``.
 
     The JSON holds what running the graph needs: input and output names and layout, which axes are
-    dynamic, and for detectors the post-processing parameters (:class:`DetectionPostProcess`, priors
-    included). ``fused_attention``: onnxruntime's MultiHeadAttention for attention (module docstring).
-    Returns that metadata.
+    dynamic, for SSD-style detectors the post-processing parameters (:class:`DetectionPostProcess`,
+    priors included), for DETR-style ones what the in-graph post-processing did, and the class names.
+    ``dynamic_size`` None: :func:`default_dynamic_size`. ``fused_attention``: onnxruntime's
+    MultiHeadAttention for attention (module docstring). Returns that metadata.
     """
     task = task_of(model)
     if dynamic_size is None:
-        dynamic_size = task != DETECTION
+        dynamic_size = default_dynamic_size(model)
     names = output_names(model)
     example = torch.rand(1, 3, *input_size, generator=torch.Generator().manual_seed(0)) * 255
     export_module(raw_network(model), example, path, names, dynamic_axes_for(names, dynamic_size), opset,
@@ -168,7 +180,8 @@ def export_module(module: nn.Module, example: Tensor, path: str, names: list[str
 def export_metadata(model: nn.Module, task: str, names: list[str], input_size: tuple[int, int],
                     dynamic_size: bool, opset: int, fused_attention: bool) -> dict[str, Any]:
     """The JSON written next to an export."""
-    normalizer = raw_network(model).normalizer
+    network = raw_network(model)
+    normalizer = network.normalizer
     metadata: dict[str, Any] = {
         'task': task,
         'input': {'name': 'image', 'layout': 'float32 [B, 3, H, W], 0-255, channel order as loaded (BGR)',
@@ -181,12 +194,33 @@ def export_metadata(model: nn.Module, task: str, names: list[str], input_size: t
         'attention': (f'{ONNXRUNTIME_DOMAIN}.MultiHeadAttention (onnxruntime) from {FUSED_ATTENTION_MIN_TOKENS} '
                       'tokens' if fused_attention else 'onnx'),
     }
-    if task == DETECTION:
-        metadata['postprocess'] = DetectionPostProcess.from_detector(model, input_size).to_dict()
-    else:
+    if task != DETECTION:
         metadata['align_corners'] = bool(model.decode_head.align_corners)
-        metadata['class_names'] = list((getattr(model, 'dataset_meta', None) or {}).get('classes', ()))
+    elif is_end_to_end(model):
+        metadata['outputs_layout'] = end_to_end_layout(network)
+    else:
+        metadata['postprocess'] = DetectionPostProcess.from_detector(model, input_size).to_dict()
+    metadata['class_names'] = list((getattr(model, 'dataset_meta', None) or {}).get('classes', ()))
     return metadata
+
+
+def end_to_end_layout(network: nn.Module) -> dict[str, str]:
+    """What each output of a :class:`~mvdense.deploy.wrappers.RawEndToEndDetector` graph holds."""
+    queries = network.detector.num_queries
+    if network.sigmoid:
+        logits = f'float32 [B, {queries}, {network.num_classes}]: per-class logits (sigmoid scores)'
+        picked = f'the top {network.max_per_img} (query, class) pairs by sigmoid score'
+    else:
+        logits = f'float32 [B, {queries}, {network.num_classes + 1}]: softmax logits, background last'
+        picked = f"each query's best foreground class, the top {network.max_per_img} queries by its score"
+    return {
+        'query_logits': logits + ', last decoder layer',
+        'query_boxes': f'float32 [B, {queries}, 4]: (cx, cy, w, h) relative to the input, last decoder layer',
+        'boxes': f'float32 [B, {network.max_per_img}, 4]: (x1, y1, x2, y2) in input pixels, clamped to it',
+        'scores': f'float32 [B, {network.max_per_img}], descending',
+        'labels': f'int64 [B, {network.max_per_img}]: class index into class_names',
+        'postprocess': f'{picked} (mmdet DETRHead.predict_by_feat, rescale=False); no NMS',
+    }
 
 
 def make_session(path: str, threads: int = 1):
@@ -209,8 +243,26 @@ def run_session(session, image: Tensor | np.ndarray) -> list[np.ndarray]:
 
 def max_output_difference(model: nn.Module, session, image: Tensor) -> list[float]:
     """Max |onnxruntime - torch eager| per output of the raw network on ``image``."""
+    return list(output_differences(model, session, image).values())
+
+
+# How far onnxruntime may be from eager, per output: raw outputs to float rounding; DETR boxes are
+# relative boxes scaled by up to ~1333 pixels; labels must be the same.
+TOLERANCES = {'boxes': 1e-3, 'labels': 0.0}
+DEFAULT_TOLERANCE = 1e-4
+
+
+def output_differences(model: nn.Module, session, image: Tensor) -> dict[str, float]:
+    """Max |onnxruntime - torch eager| per output name of the raw network on ``image``."""
     with torch.no_grad():
         expected = raw_network(model)(image)
     expected = expected if isinstance(expected, tuple) else (expected,)
     got = run_session(session, image)
-    return [float(np.abs(g - e.numpy()).max()) for g, e in zip(got, expected)]
+    return {name: float(np.abs(g.astype(np.float64) - e.numpy()).max())
+            for name, g, e in zip(output_names(model), got, expected)}
+
+
+def exceeded_tolerances(differences: dict[str, float]) -> dict[str, float]:
+    """The outputs of :func:`output_differences` above their tolerance (:data:`TOLERANCES`)."""
+    return {name: value for name, value in differences.items()
+            if value > TOLERANCES.get(name, DEFAULT_TOLERANCE)}

@@ -101,8 +101,56 @@ class QueryBlock(nn.Module):
     def forward(self, x: Tensor, tokens: Tensor, pos: Tensor | None = None, mask: Tensor | None = None,
                 query_pos: Tensor | None = None, attn_bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
         tokens = self.former(self.mobile_to_former(x, tokens, pos, mask, query_pos, attn_bias))
-        out = self.mobile(x, tokens[:, 0])          # token 0: the first (projected) backbone global token
+        # token 0: the first (projected) backbone global token
+        out = run_in_row_bands(self.mobile, x, tokens[:, 0])
         return self.former_to_mobile(out, tokens), tokens
+
+
+# Bytes of the widest intermediate map one band of rows may hold, halo rows included (see
+# run_in_row_bands): 4 rows + 2 halo rows of E2E-MF-508M's stride-8 level at 800 x 1333 (1440 x 167 floats
+# a row), the fastest band there on our CPU (benchmarks/README.md).
+BAND_BYTES = 6 * 2**20
+
+
+def run_in_row_bands(block: nn.Module, x: Tensor, token: Tensor, band_bytes: int | None = None) -> Tensor:
+    """``block(x, token)`` for a stride-1 conv block (a Mobile sub-block: 1x1 expand -> 3x3 depthwise ->
+    1x1 project, per-pixel norms and activations), computed band of rows by band of rows at inference.
+
+    Why: at high resolution the block's expanded map is large (E2E-MF-508M's stride-8 level at
+    800 x 1333: 1440 x 100 x 167 floats, 96 MB), and each of its norms, activations and convolutions
+    streams it through memory; a band of a few rows stays in cache from one to the next (the sub-block
+    ran about 1.6x faster). Each band is computed with ``halo`` extra rows on each side (what the
+    spatial convs read beyond it) and cropped, so every output row is computed from exactly the rows
+    it is in one pass: the result is the same (bit for bit on our CPU; tested).
+
+    Only at inference on channels-last maps (the CPU fast path's layout, where a band of rows is a
+    contiguous slice); while training, tracing (ONNX export, MAdds) or on NCHW maps the block runs once.
+
+    ``band_bytes``: the widest intermediate map of a band, halo included (default :data:`BAND_BYTES`).
+
+    Shape: x [B, C, H, W], token [B, d] -> [B, C', H, W].
+    """
+    rows, halo = _band_rows(block, x, band_bytes or BAND_BYTES)
+    if rows >= x.shape[2] or block.training or torch.is_grad_enabled() or torch.jit.is_tracing() \
+            or x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
+        return block(x, token)
+    height, bands = x.shape[2], []
+    for start in range(0, height, rows):
+        stop = min(start + rows, height)
+        low, high = max(start - halo, 0), min(stop + halo, height)
+        bands.append(block(x[:, :, low:high], token)[:, :, start - low:stop - low])
+    return torch.cat(bands, dim=2)
+
+
+def _band_rows(block: nn.Module, x: Tensor, band_bytes: int) -> tuple[int, int]:
+    """(rows per band, at least 2; halo rows on each side) of ``block`` on ``x`` [B, C, H, W]."""
+    convs = [m for m in block.modules() if isinstance(m, nn.Conv2d)]
+    if any(stride != 1 for conv in convs for stride in conv.stride):
+        raise ValueError('row bands need a stride-1 block: a band of input rows must give one of output rows')
+    halo = max((conv.kernel_size[0] - 1) // 2 * conv.dilation[0] for conv in convs)
+    batch, _, _, width = x.shape
+    row_bytes = batch * max(conv.out_channels for conv in convs) * width * x.element_size()
+    return max(2, band_bytes // row_bytes - 2 * halo), halo
 
 
 class MobileFormerDecoder(BaseModule):
@@ -283,8 +331,10 @@ def pixel_centres(batch: int, size: Sequence[int], mask: Tensor | None, device: 
     ``mask`` [B, H, W] (True = padding) or None; images sit top-left in the padded batch."""
     height, width = size
     if mask is None:
-        valid_h = torch.full((batch,), float(height), device=device)
-        valid_w = torch.full((batch,), float(width), device=device)
+        # ones * size rather than full(float(size)): in an ONNX trace the size stays symbolic (a graph
+        # exported with dynamic height / width), and in eager the values are the same.
+        valid_h = torch.ones(batch, device=device) * height
+        valid_w = torch.ones(batch, device=device) * width
     else:   # the first row / column holds each image's width / height
         valid_w = (~mask[:, 0, :]).sum(-1).float()
         valid_h = (~mask[:, :, 0]).sum(-1).float()
