@@ -13,9 +13,17 @@ What is measured, and how:
   fixed size set to the input size) or ``deeplabv3_mobilenet_v3_large`` (segmentation, same classes),
   ``weights=None, weights_backbone=None``: network = backbone + head, end to end = the model's
   ``forward`` (its transform, anchors, decoding and NMS; normalisation + argmax for DeepLabv3).
+  DETR-style configs (``e2e_mobileformer_*``, mmdet ``DetectionTransformer``s) have mmdet's DETR-R50
+  (``mmdet::detr/detr_r50_8xb2-150e_coco.py``, built through mmdet's registry with our class count)
+  as peer, and for both the network is :class:`mvdense.deploy.wrappers.RawEndToEndDetector`: image ->
+  last decoder layer's logits and boxes plus the head's top-k detections (its whole post-processing:
+  set prediction has no NMS); end to end is again the data preprocessor + ``predict``.
   Weights are random everywhere. Post-processing runs with each library's own test settings, and with
   random weights nearly every candidate passes the score thresholds (a heavy case for NMS).
-* Runtimes. ``eager``: the model as built (eval, ``torch.inference_mode``). ``deploy`` (ours only):
+* Runtimes. ``eager``: the model as built (eval, ``torch.inference_mode``). ``default`` (ours, end to
+  end only): what ``tools/test.py``, ``tools/infer.py`` and the OpenMMLab inferencers run, i.e. the model
+  prepared for inference (:func:`mvdense.deploy.optimize.prepare_for_inference`) and then the data
+  preprocessor and ``predict`` as for ``eager``. ``deploy`` (ours only):
   after :func:`mvdense.deploy.optimize.prepare_for_inference` (conv-BN folding + channels-last); its end
   to end is the raw network + our post-processing (:mod:`mvdense.deploy.postprocess`: mmdet's boxes,
   with top-k instead of a full sort and per-class NMS), our deployment path in torch. ``onnxruntime``: the part exported by ``torch.onnx.export`` (TorchScript exporter, opset 17) and run
@@ -56,18 +64,20 @@ from .apis.inference import DETECTION, SEGMENTATION, init_model, load_config, mo
 from .utils.complexity import count_madds
 
 PARTS = ('backbone', 'network', 'end-to-end')
-RUNTIMES = ('eager', 'deploy', 'onnxruntime')
+RUNTIMES = ('eager', 'default', 'deploy', 'onnxruntime')
 MADDS_TOOL = 'mvdense.utils.complexity.count_madds (mmengine FlopAnalyzer conventions)'
 TIMM_BACKBONE_PEERS = {'MobileViT': lambda backbone_cfg: f'mobilevit_{backbone_cfg["arch"]}'}
 TORCHVISION_PEERS = {DETECTION: 'ssdlite320_mobilenet_v3_large', SEGMENTATION: 'deeplabv3_mobilenet_v3_large'}
+# The peer of DETR-style detectors: an mmdet config, built through mmdet's registry.
+END_TO_END_PEER = 'detr/detr_r50_8xb2-150e_coco.py'
 
 
 @dataclass(frozen=True)
 class Subject:
     """One thing to time: a part of one of our configs, or a peer model."""
 
-    source: str  # 'config', 'timm' or 'torchvision'
-    name: str  # config path, or the timm / torchvision model name
+    source: str  # 'config', 'timm', 'torchvision' or 'mmdet'
+    name: str  # config path, the timm / torchvision model name, or an mmdet config (relative to its configs)
     part: str  # one of PARTS
     task: str = ''  # DETECTION or SEGMENTATION
     # For a peer: the config it is compared with. Not part of the identity: a peer shared by several
@@ -77,7 +87,7 @@ class Subject:
 
     @property
     def label(self) -> str:
-        name = os.path.splitext(os.path.basename(self.name))[0] if self.source == 'config' else self.name
+        name = os.path.splitext(os.path.basename(self.name))[0] if self.source in ('config', 'mmdet') else self.name
         return f'{name}' if self.source == 'config' else f'{self.source}:{name}'
 
     @property
@@ -115,11 +125,24 @@ def config_subjects(config_path: str, parts: tuple[str, ...], with_peers: bool =
                 options = {k: backbone_cfg[k] for k in ('out_indices', 'output_stride', 'with_final_conv')
                            if k in backbone_cfg}
                 subjects.append(Subject('timm', peer(backbone_cfg), part, task, config_path, options))
+        elif is_end_to_end_config(cfg):
+            subjects.append(Subject('mmdet', END_TO_END_PEER, part, task, config_path,
+                                    {'num_classes': cfg.model.bbox_head.num_classes}))
         else:
             num_classes = _num_classes(cfg, task)
             subjects.append(Subject('torchvision', TORCHVISION_PEERS[task], part, task, config_path,
                                     {'num_classes': num_classes}))
     return subjects
+
+
+def is_end_to_end_config(cfg) -> bool:
+    """Whether the config's model is a DETR-style (set-prediction) mmdet detector."""
+    from mmdet.models.detectors import DetectionTransformer
+    from mmdet.registry import MODELS
+
+    model_type = cfg.model.get('type')
+    model_class = MODELS.get(model_type) if isinstance(model_type, str) else model_type
+    return isinstance(model_class, type) and issubclass(model_class, DetectionTransformer)
 
 
 def collect_subjects(configs: list[str], parts: tuple[str, ...],
@@ -148,10 +171,10 @@ def _num_classes(cfg, task: str) -> int:
 # Building workloads (inside a worker process)
 
 
-def build_torch_workload(subject: Subject, input_size: tuple[int, int], deploy: bool) -> Workload:
-    """The eager (or deploy-optimised) workload of ``subject``."""
-    if subject.source == 'config':
-        return _config_workload(subject, input_size, deploy)
+def build_torch_workload(subject: Subject, input_size: tuple[int, int], runtime: str = 'eager') -> Workload:
+    """The torch workload of ``subject`` in ``runtime`` (eager, default or deploy)."""
+    if subject.source in ('config', 'mmdet'):
+        return _config_workload(subject, input_size, runtime)
     peers = {'timm': _timm_workload, 'torchvision': _torchvision_workload}   # no deploy runtime for peers
     return peers[subject.source](subject, input_size)
 
@@ -165,14 +188,28 @@ def example_input(subject: Subject, input_size: tuple[int, int]) -> torch.Tensor
     """The input of a subject's network part: 0-255 pixels for our networks (they normalise inside),
     0-1 for backbones and for torchvision's networks."""
     image = _random_image(input_size)
-    return image if subject.source == 'config' and subject.part != 'backbone' else image / 255
+    return image if subject.source in ('config', 'mmdet') and subject.part != 'backbone' else image / 255
 
 
-def _config_workload(subject: Subject, input_size: tuple[int, int], deploy: bool) -> Workload:
+def build_subject_model(subject: Subject) -> nn.Module:
+    """The detector / segmentor of one of our configs, or of an mmdet config (a peer) with the class
+    count in ``subject.options``; random weights, eval mode."""
+    if subject.source == 'config':
+        return init_model(subject.name)
+    from mmengine.hub import get_config
+
+    return init_model(get_config(f'mmdet::{subject.name}'),
+                      cfg_options={'model.bbox_head.num_classes': subject.options['num_classes']})
+
+
+def _config_workload(subject: Subject, input_size: tuple[int, int], runtime: str) -> Workload:
     from .deploy.optimize import prepare_for_inference
-    from .deploy.wrappers import raw_network
+    from .deploy.wrappers import is_end_to_end, raw_network
 
-    model = init_model(subject.name)
+    model = build_subject_model(subject)
+    deploy = runtime == 'deploy'
+    if runtime == 'default':   # the model as the tools prepare it, then predict as eager does
+        prepare_for_inference(model, entry=model.backbone)
     if subject.part == 'backbone':
         backbone = prepare_for_inference(model.backbone) if deploy else model.backbone
         example = example_input(subject, input_size)
@@ -181,7 +218,8 @@ def _config_workload(subject: Subject, input_size: tuple[int, int], deploy: bool
         prepare_for_inference(model, entry=model.backbone)
     network = raw_network(model)
     image = example_input(subject, input_size)
-    if subject.part == 'network':
+    # A DETR-style network holds its whole post-processing (a top-k): deployed end to end is the network.
+    if subject.part == 'network' or (deploy and is_end_to_end(model)):
         return Workload(lambda: network(image), network, image)
     if deploy:
         return Workload(_deployed_end_to_end_step(model, subject.task, network, image), network, image)
@@ -303,7 +341,9 @@ def build_onnx_workload(subject: Subject, input_size: tuple[int, int], onnx_path
 
     session = make_session(onnx_path, threads)
     image = example_input(subject, input_size).numpy()
-    if subject.part != 'end-to-end':
+    with open(onnx_path + '.json') as file:
+        in_graph_postprocess = 'boxes' in json.load(file)['outputs']   # DETR-style: the detections are outputs
+    if subject.part != 'end-to-end' or in_graph_postprocess:
         return Workload(lambda: run_session(session, image))
     if subject.task == DETECTION:
         from .deploy.postprocess import DetectionPostProcess
@@ -324,10 +364,10 @@ def export_subject(subject: Subject, input_size: tuple[int, int], onnx_path: str
     """Exports the network part of ``subject`` (the end-to-end rows reuse the network's file)."""
     from .deploy.onnx_export import export_model, export_module
 
-    if subject.source == 'config' and subject.part != 'backbone':
-        export_model(init_model(subject.name), onnx_path, input_size, dynamic_size=False)
+    if subject.source in ('config', 'mmdet') and subject.part != 'backbone':
+        export_model(build_subject_model(subject), onnx_path, input_size, dynamic_size=False)
         return
-    workload = build_torch_workload(subject, input_size, deploy=False)
+    workload = build_torch_workload(subject, input_size)
     export_module(workload.module, workload.example, onnx_path)
 
 
@@ -384,10 +424,10 @@ def _import_libraries() -> None:
 
 def build_workload(subject: Subject, runtime: str, input_size: tuple[int, int], onnx_path: str | None,
                    threads: int) -> Workload:
-    """The workload of ``subject`` in ``runtime`` (eager, deploy or onnxruntime)."""
+    """The workload of ``subject`` in ``runtime`` (eager, default, deploy or onnxruntime)."""
     if runtime == 'onnxruntime':
         return build_onnx_workload(subject, input_size, onnx_path, threads)
-    return build_torch_workload(subject, input_size, deploy=runtime == 'deploy')
+    return build_torch_workload(subject, input_size, runtime)
 
 
 def time_alternating(first: Callable[[], object], second: Callable[[], object], warmup: int,
@@ -475,10 +515,11 @@ def launch_worker(job: dict, settings: Settings) -> dict:
 
 
 def runtimes_for(subject: Subject, settings: Settings) -> list[str]:
-    """Our subjects get every runtime asked for; peers get eager and onnxruntime (not end to end)."""
-    runtimes = [r for r in settings.runtimes if subject.source == 'config' or r == 'eager'
-                or (r == 'onnxruntime' and subject.part != 'end-to-end')]
-    return runtimes
+    """Our subjects get every runtime asked for (``default`` end to end only: elsewhere it is ``deploy``);
+    peers get eager and onnxruntime (not end to end)."""
+    if subject.source != 'config':
+        return [r for r in settings.runtimes if r == 'eager' or (r == 'onnxruntime' and subject.part != 'end-to-end')]
+    return [r for r in settings.runtimes if r != 'default' or subject.part == 'end-to-end']
 
 
 def onnx_file(subject: Subject, settings: Settings) -> str:
@@ -609,7 +650,8 @@ def format_table(records: list[dict], peers: dict[tuple, list[tuple]]) -> str:
 
 
 def format_ratios(records: list[dict]) -> str:
-    """Speed-ups of our rows: eager / deploy and eager / onnxruntime (and deploy / onnxruntime)."""
+    """Speed-ups of our rows: eager / default, eager / deploy and eager / onnxruntime (and deploy /
+    onnxruntime)."""
     lines = []
     for record in records:
         subject = record['subject']
@@ -617,7 +659,7 @@ def format_ratios(records: list[dict]) -> str:
             continue
         eager = record['median']
         parts = []
-        for runtime in ('deploy', 'onnxruntime'):
+        for runtime in ('default', 'deploy', 'onnxruntime'):
             other = _median(records, subject.key, runtime)
             if other:
                 parts.append(f'eager / {runtime} = {eager / other:.2f}x')

@@ -14,7 +14,9 @@ from mvdense.benchmark import (
     benchmark,
     collect_subjects,
     format_table,
+    build_torch_workload,
     paired_comparisons,
+    runtimes_for,
     summarise,
 )
 from mvdense.models.layers import MultiHeadSelfAttention
@@ -99,3 +101,25 @@ def test_paired_comparisons_pick_peer_runtime_or_its_eager():
     assert [(a[1], b[0].source, b[1]) for a, b in pairs] == [
         ('eager', 'torchvision', 'eager'), ('deploy', 'torchvision', 'eager'), ('deploy', 'config', 'eager'),
         ('onnxruntime', 'torchvision', 'onnxruntime'), ('onnxruntime', 'config', 'eager')]
+
+
+def test_default_runtime_is_ours_end_to_end_only():
+    settings = Settings(runtimes=mvdense.benchmark.RUNTIMES)
+    ours = {part: Subject('config', 'a.py', part, DETECTION) for part in ('network', 'end-to-end')}
+    peer = Subject('torchvision', 'ssdlite320_mobilenet_v3_large', 'end-to-end', DETECTION, 'a.py')
+    assert runtimes_for(ours['end-to-end'], settings) == ['eager', 'default', 'deploy', 'onnxruntime']
+    assert runtimes_for(ours['network'], settings) == ['eager', 'deploy', 'onnxruntime']
+    assert runtimes_for(peer, settings) == ['eager']
+
+
+def test_default_runtime_predicts_with_the_model_prepared_as_the_tools_do():
+    """The ``default`` end-to-end workload runs ``predict`` on the model with its BatchNorms folded (what
+    tools/test.py and the inferencers run); ``eager`` on the model as built."""
+    config = str(ROOT / 'configs/demo/ssdlite_mobilevit_xxs_synthetic.py')
+    subject = Subject('config', config, 'end-to-end', DETECTION)
+    workloads = {runtime: build_torch_workload(subject, (320, 320), runtime) for runtime in ('eager', 'default')}
+    assert any(isinstance(m, nn.BatchNorm2d) for m in workloads['eager'].module.modules())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in workloads['default'].module.modules())
+    with torch.inference_mode():
+        predictions = workloads['default'].step()
+    assert len(predictions) == 1 and len(predictions[0].pred_instances) > 0

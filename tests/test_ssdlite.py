@@ -85,3 +85,60 @@ def test_predict_returns_boxes():
     assert len(instances) <= 200 and instances.bboxes.shape[-1] == 4
     assert (instances.scores >= 0.01).all()
     assert instances.bboxes[:, 2].max() <= 640 + 1e-3  # rescaled to the original image
+
+
+def _spread_head_outputs(model, batch: int, seed: int):
+    """Head maps for a batch of random images, with noise that spreads the scores as a trained head would
+    (untrained heads give near-uniform, often exactly tied scores, whose order is arbitrary)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        cls_maps, box_maps = model.bbox_head(model.extract_feat(torch.rand(batch, 3, 320, 320, generator=generator)))
+    cls_maps = [m + torch.randn(m.shape, generator=generator) * 3 for m in cls_maps]
+    box_maps = [m + torch.randn(m.shape, generator=generator) * 0.5 for m in box_maps]
+    return cls_maps, box_maps
+
+
+@pytest.mark.parametrize('cvnets_rules', [False, True], ids=['mmdet-rules', 'cvnets-rules'])
+def test_fast_predict_gives_mmdet_detections(cvnets_rules):
+    """SSDLiteHead.predict_by_feat (top-k, per-class NMS) against mmdet's own path on the same maps: a
+    batch of two, rescaled to different original sizes, with mmdet's test settings and with cvnets' (no
+    clip before NMS, max_per_class, clip after NMS)."""
+    from mmdet.models.dense_heads import SSDHead
+
+    model = build_detector('xxs')
+    head = model.bbox_head
+    head.test_cfg.score_thr = 0.3
+    if cvnets_rules:
+        head.bbox_coder.clip_border = False
+        head.test_cfg.update(max_per_class=20, clip_after_nms=True)
+    cls_maps, box_maps = _spread_head_outputs(model, 2, seed=3)
+    metas = [dict(img_shape=(320, 320), ori_shape=(480, 640), scale_factor=(0.5, 2 / 3)),
+             dict(img_shape=(320, 320), ori_shape=(320, 160), scale_factor=(2.0, 1.0))]
+    ours = head.predict_by_feat(cls_maps, box_maps, batch_img_metas=metas, rescale=True)
+    reference = SSDHead.predict_by_feat(head, cls_maps, box_maps, batch_img_metas=metas, rescale=True)
+    for fast, slow, meta in zip(ours, reference, metas):
+        assert len(fast) == len(slow) > 20
+        assert torch.equal(fast.labels, slow.labels)
+        assert (fast.scores - slow.scores).abs().max() <= 1e-6
+        assert (fast.bboxes - slow.bboxes).abs().max() <= 1e-3
+        height, width = meta['ori_shape']
+        clipped = bool((fast.bboxes[:, 0::2] <= width).all() and (fast.bboxes[:, 1::2] <= height).all())
+        if cvnets_rules:
+            assert clipped and int(torch.bincount(fast.labels).max()) <= 20
+    if not cvnets_rules:
+        assert max(len(r) for r in ours) == head.test_cfg.max_per_img
+
+
+def test_fast_predict_falls_back_to_mmdet_for_other_nms():
+    """Settings the fast path does not reproduce (soft-NMS here) take mmdet's path instead of giving other
+    boxes."""
+    from mmdet.models.dense_heads import SSDHead
+
+    model = build_detector('xxs')
+    head = model.bbox_head
+    head.test_cfg.update(score_thr=0.3, nms=dict(type='soft_nms', iou_threshold=0.5, min_score=0.3))
+    cls_maps, box_maps = _spread_head_outputs(model, 1, seed=4)
+    metas = [dict(img_shape=(320, 320), ori_shape=(320, 320), scale_factor=(1.0, 1.0))]
+    ours = head.predict_by_feat(cls_maps, box_maps, batch_img_metas=metas)[0]
+    reference = SSDHead.predict_by_feat(head, cls_maps, box_maps, batch_img_metas=metas)[0]
+    assert torch.equal(ours.bboxes, reference.bboxes) and torch.equal(ours.scores, reference.scores)

@@ -153,6 +153,7 @@ def infer(config: str, checkpoint: str, inputs: str, out_dir: str, device: str |
     from mmengine.utils import ProgressBar
 
     from mvdense.datasets import DataError, data_error_summary, read_image
+    from mvdense.deploy.optimize import prepare_for_inference
 
     images = list_images(inputs)
     if not osp.isfile(config):
@@ -161,6 +162,7 @@ def infer(config: str, checkpoint: str, inputs: str, out_dir: str, device: str |
         raise SystemExit(f'error: checkpoint not found: {checkpoint}')
     device = device or ('cuda:0' if torch.cuda.is_available() else 'cpu')
     model = init_model(config, checkpoint, device, cfg_options)       # also sets the config's default scope
+    prepare_for_inference(model, entry=model.backbone)                 # BN folded, channels-last: same outputs
     task = model_task(model.cfg)
     steps = inference_pipeline(model.cfg)
     pipeline, decoding = Compose(steps), decode_args(steps)

@@ -18,7 +18,14 @@ import os
 
 import torch
 
-from mvdense.runner import add_common_args, build_runner, configure_training, errors_as_exit, load_config, process_group_closed
+from mvdense.runner import (
+    add_common_args,
+    build_runner,
+    configure_training,
+    errors_as_exit,
+    load_config,
+    process_group_closed,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -1,4 +1,5 @@
-"""mmseg's ``MMSegInferencer`` on our segmentation configs.
+"""mmseg's ``MMSegInferencer`` on our segmentation configs, and both OpenMMLab inferencers (mmdet's
+``DetInferencer``, mmseg's ``MMSegInferencer``) fast on models built from our modules.
 
 The inferencer builds its pipeline from the config's test pipeline by name: it drops ``LoadAnnotations``
 and replaces ``LoadImageFromFile`` with its own loader (which also takes arrays), and refuses a pipeline
@@ -9,7 +10,12 @@ way: the checked image loader counts as ``LoadImageFromFile``, the annotation lo
 are dropped. Other configs are untouched. mmdet's ``DetInferencer`` needs nothing: our detection configs
 load with mmdet's own steps.
 
-mmseg's inferencer module is not imported for this (it costs seconds): the extension is applied when that
+A model whose modules include ours (an mvdense backbone, neck or head) is prepared for inference when an
+inferencer builds it: BatchNorm folded into the convolutions and channels-last
+(:func:`mvdense.deploy.optimize.prepare_for_inference`, the same outputs to float rounding, faster on
+CPUs). Models without our modules are left as the inferencer builds them.
+
+The inferencer modules are not imported for this (they cost seconds): the extensions are applied when a
 module is imported, or at once if it already is (:func:`when_imported`).
 """
 from __future__ import annotations
@@ -25,6 +31,7 @@ GROUND_TRUTH_STEPS = ('CheckedLoadAnnotations', 'ValidateSegMap')
 # Our image loader and the step the inferencer looks for in its place.
 IMAGE_LOADERS = {'CheckedLoadImageFromFile': 'LoadImageFromFile'}
 MMSEG_INFERENCER = 'mmseg.apis.mmseg_inferencer'
+MMDET_INFERENCER = 'mmdet.apis.det_inferencer'
 
 
 def inferencer_pipeline(pipeline: list) -> list:
@@ -59,9 +66,36 @@ def _extend_mmseg_inferencer(module) -> None:
     inferencer._init_pipeline = _init_pipeline
 
 
+def uses_our_modules(model) -> bool:
+    """Whether any module of ``model`` is one of mvdense's."""
+    return any(type(module).__module__.startswith('mvdense.') for module in model.modules())
+
+
+def _prepare_built_models(inferencer) -> None:
+    """Wraps ``inferencer._init_model`` so that models with our modules come back prepared for inference."""
+    init_model = inferencer._init_model
+    if getattr(init_model, 'prepares_mvdense_models', False):
+        return
+
+    def _init_model(self, *args, **kwargs):
+        model = init_model(self, *args, **kwargs)
+        if uses_our_modules(model):
+            from mvdense.deploy.optimize import prepare_for_inference
+
+            prepare_for_inference(model, entry=getattr(model, 'backbone', None))
+        return model
+
+    _init_model.prepares_mvdense_models = True
+    _init_model.__doc__ = init_model.__doc__
+    inferencer._init_model = _init_model
+
+
 def register_inferencer_support() -> None:
-    """Extends ``MMSegInferencer`` to our segmentation configs (idempotent; see the module docstring)."""
+    """Extends ``MMSegInferencer`` to our segmentation configs and both inferencers to prepare our models
+    for inference (idempotent; see the module docstring)."""
     when_imported(MMSEG_INFERENCER, _extend_mmseg_inferencer)
+    when_imported(MMSEG_INFERENCER, lambda module: _prepare_built_models(module.MMSegInferencer))
+    when_imported(MMDET_INFERENCER, lambda module: _prepare_built_models(module.DetInferencer))
 
 
 _PENDING: dict[str, list[Callable]] = {}

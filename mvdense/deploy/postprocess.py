@@ -37,6 +37,7 @@ class DetectionPostProcess:
         score_thr / nms_pre / iou_threshold / max_per_img / min_bbox_size: mmdet's ``test_cfg``.
         wh_ratio_clip: Bounds |log(width or height scale)| by log(1 / wh_ratio_clip); mmdet's heads call
             the coder's ``decode`` with its default, 16 / 1000.
+        clip_border: Clip decoded boxes to ``image_size`` (the coder's ``clip_border``).
     """
 
     priors: Tensor
@@ -50,34 +51,36 @@ class DetectionPostProcess:
     max_per_img: int = 100
     min_bbox_size: float = -1
     wh_ratio_clip: float = 16 / 1000
+    clip_border: bool = True
     class_names: list[str] = field(default_factory=list)
 
     @classmethod
     def from_detector(cls, detector: torch.nn.Module, image_size: tuple[int, int]) -> DetectionPostProcess:
         """Reads priors, coder and ``test_cfg`` off an mmdet single-stage detector for this input size."""
         head = detector.bbox_head
-        coder = head.bbox_coder
-        if type(coder).__name__ != 'DeltaXYWHBBoxCoder' or head.use_sigmoid_cls:
-            raise NotImplementedError('only softmax heads with DeltaXYWHBBoxCoder (SSD) are reproduced, '
-                                      f'not {type(head).__name__} with {type(coder).__name__}')
-        if getattr(coder, 'add_ctr_clamp', False) or not getattr(coder, 'clip_border', True):
-            raise NotImplementedError('DeltaXYWHBBoxCoder with add_ctr_clamp or without clip_border')
         with torch.no_grad():
             features = detector.extract_feat(torch.zeros(1, 3, *image_size))
             featmap_sizes = [tuple(m.shape[-2:]) for m in head(features)[0]]
         level_priors = head.prior_generator.grid_priors(featmap_sizes, device='cpu')
-        cfg = head.test_cfg
-        nms_cfg = cfg.get('nms', {})
-        if nms_cfg.get('type', 'nms') != 'nms':
-            raise NotImplementedError(f'NMS type {nms_cfg.get("type")!r}')
         classes = detector.dataset_meta.get('classes', ()) if getattr(detector, 'dataset_meta', None) else ()
+        return cls.from_head(head, level_priors, image_size, class_names=list(classes))
+
+    @classmethod
+    def from_head(cls, head: torch.nn.Module, level_priors: list[Tensor], image_size: tuple[int, int],
+                  cfg: dict | None = None, class_names: list[str] | None = None) -> DetectionPostProcess:
+        """For an mmdet softmax head with ``DeltaXYWHBBoxCoder`` (SSD), its priors per level ([A_l, 4]
+        each) and an input size; ``cfg`` overrides the head's ``test_cfg``."""
+        coder = head.bbox_coder
+        cfg = cfg or head.test_cfg
+        check_reproducible(head, cfg)
         return cls(priors=torch.cat(level_priors), level_sizes=[len(p) for p in level_priors],
-                   image_size=tuple(image_size), means=tuple(coder.means), stds=tuple(coder.stds),
-                   score_thr=float(cfg.get('score_thr', 0)), nms_pre=int(cfg.get('nms_pre', -1)),
-                   iou_threshold=float(nms_cfg.get('iou_threshold', 0.5)),
+                   image_size=(int(image_size[0]), int(image_size[1])), means=tuple(coder.means),
+                   stds=tuple(coder.stds), score_thr=float(cfg.get('score_thr', 0)),
+                   nms_pre=int(cfg.get('nms_pre', -1)),
+                   iou_threshold=float(cfg.get('nms', {}).get('iou_threshold', 0.5)),
                    max_per_img=int(cfg.get('max_per_img', 100)),
                    min_bbox_size=float(cfg.get('min_bbox_size', -1)),
-                   class_names=list(classes))
+                   clip_border=bool(getattr(coder, 'clip_border', True)), class_names=list(class_names or ()))
 
     def to_dict(self) -> dict:
         """JSON-ready dict (priors as nested lists)."""
@@ -108,9 +111,10 @@ class DetectionPostProcess:
         new_centres = centres + sizes * deltas[:, :2]
         new_sizes = sizes * deltas[:, 2:].clamp(min=-max_ratio, max=max_ratio).exp()
         boxes = torch.cat([new_centres - new_sizes * 0.5, new_centres + new_sizes * 0.5], dim=-1)
-        height, width = self.image_size
-        boxes[:, 0::2] = boxes[:, 0::2].clamp(min=0, max=width)
-        boxes[:, 1::2] = boxes[:, 1::2].clamp(min=0, max=height)
+        if self.clip_border:
+            height, width = self.image_size
+            boxes[:, 0::2] = boxes[:, 0::2].clamp(min=0, max=width)
+            boxes[:, 1::2] = boxes[:, 1::2].clamp(min=0, max=height)
         return boxes
 
     def select_candidates(self, cls_logits: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -161,6 +165,34 @@ class DetectionPostProcess:
             boxes, scores, labels = boxes[large], scores[large], labels[large]
         keep = class_wise_nms(boxes, scores, labels, self.iou_threshold)[:self.max_per_img]
         return boxes[keep], scores[keep], labels[keep]
+
+
+def flatten_levels(maps: list[Tensor], channels_per_prior: int) -> Tensor:
+    """Per-level head maps [B, A_l * K, H_l, W_l] -> [B, sum_l H_l * W_l * A_l, K], in mmdet's prior order."""
+    batch = maps[0].shape[0]
+    return torch.cat([m.permute(0, 2, 3, 1).reshape(batch, -1, channels_per_prior) for m in maps], dim=1)
+
+
+def reproducible(head: torch.nn.Module, cfg: dict) -> str:
+    """Why :class:`DetectionPostProcess` would not reproduce ``head``'s post-processing with ``cfg``
+    (mmdet's ``test_cfg``), or '' when it does."""
+    coder = head.bbox_coder
+    if type(coder).__name__ != 'DeltaXYWHBBoxCoder' or getattr(head, 'use_sigmoid_cls', False):
+        return f'only softmax heads with DeltaXYWHBBoxCoder (SSD), not {type(head).__name__} with ' \
+               f'{type(coder).__name__}'
+    if getattr(coder, 'add_ctr_clamp', False):
+        return 'DeltaXYWHBBoxCoder with add_ctr_clamp'
+    nms_cfg = cfg.get('nms') or {}
+    if nms_cfg.get('type', 'nms') != 'nms' or nms_cfg.get('class_agnostic', False):
+        return f'NMS {dict(nms_cfg)}'
+    return ''
+
+
+def check_reproducible(head: torch.nn.Module, cfg: dict) -> None:
+    """Raises ``NotImplementedError`` naming what :class:`DetectionPostProcess` does not reproduce."""
+    problem = reproducible(head, cfg)
+    if problem:
+        raise NotImplementedError(problem)
 
 
 def class_wise_nms(boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshold: float) -> Tensor:

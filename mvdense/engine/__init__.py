@@ -19,10 +19,10 @@ from .checkpoint_fit import (
            mismatch_message,
            partial_load_summary,
 )
-from .hooks import ChannelsLastHook, EpochSeedHook, FiniteLossHook, NonFiniteLossError
+from .hooks import ChannelsLastHook, EpochSeedHook, FiniteLossHook, InferenceModelHook, NonFiniteLossError
 from .optim import CpuBf16OptimWrapper
 
 __all__ = ['AtomicLocalBackend', 'ChannelsLastHook', 'CheckpointMismatchError', 'CpuBf16OptimWrapper', 'EpochSeedHook',
-           'FiniteLossHook', 'NonFiniteLossError', 'StateDictFit', 'UnsafeCheckpointError', 'checkpoint_state_dict',
+           'FiniteLossHook', 'InferenceModelHook', 'NonFiniteLossError', 'StateDictFit', 'UnsafeCheckpointError', 'checkpoint_state_dict',
            'compare_state_dict', 'fill_from_model', 'load_exact', 'load_local_checkpoint', 'mismatch_message',
            'partial_load_summary', 'register_checkpoint_io']

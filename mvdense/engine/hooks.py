@@ -1,7 +1,9 @@
-"""Runner hooks: fast CPU training (:class:`ChannelsLastHook`), a stop at the first non-finite loss
-(:class:`FiniteLossHook`) and exactly resumable deterministic runs (:class:`EpochSeedHook`)."""
+"""Runner hooks: fast CPU training (:class:`ChannelsLastHook`), fast evaluation (:class:`InferenceModelHook`),
+a stop at the first non-finite loss (:class:`FiniteLossHook`) and exactly resumable deterministic runs
+(:class:`EpochSeedHook`)."""
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import math
@@ -18,7 +20,8 @@ from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 from mmengine.runner import EpochBasedTrainLoop
 
-__all__ = ['ChannelsLastHook', 'EpochSeedHook', 'FiniteLossHook', 'NonFiniteLossError', 'epoch_seed']
+__all__ = ['ChannelsLastHook', 'EpochSeedHook', 'FiniteLossHook', 'InferenceModelHook', 'NonFiniteLossError',
+           'epoch_seed']
 
 
 @HOOKS.register_module()
@@ -35,6 +38,31 @@ class ChannelsLastHook(Hook):
 
     def before_run(self, runner) -> None:
         runner.model.to(memory_format=torch.channels_last)
+
+
+@HOOKS.register_module()
+class InferenceModelHook(Hook):
+    """Runs the test epoch on a copy of the model prepared for inference: BatchNorm folded into the
+    convolutions and channels-last layout (:func:`mvdense.deploy.optimize.prepare_for_inference`), the
+    same outputs to float rounding, faster on CPUs (``benchmarks/results.md``).
+
+    The trained model is left as it was (checkpoints, EMA weights) and is put back after the epoch.
+    ``tools/test.py`` adds this hook unless ``--no-prepare`` is given.
+    """
+
+    priority = 'LOWEST'  # after EMAHook has swapped the averaged weights into the model
+
+    def before_test_epoch(self, runner) -> None:
+        from mmengine.model import is_model_wrapper
+
+        from ..deploy.optimize import prepare_for_inference
+
+        self._trained_model = runner.model
+        model = copy.deepcopy(runner.model.module if is_model_wrapper(runner.model) else runner.model)
+        runner.model = prepare_for_inference(model, entry=getattr(model, 'backbone', None))
+
+    def after_test_epoch(self, runner, metrics=None) -> None:
+        runner.model = self._trained_model
 
 
 class NonFiniteLossError(FloatingPointError):

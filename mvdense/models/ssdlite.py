@@ -32,6 +32,7 @@ from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
+from ..deploy.postprocess import DetectionPostProcess, flatten_levels, reproducible
 from .layers import SeparableConv
 
 # cvnets initialises the SSD extra layers with Xavier-uniform (``SingleShotMaskDetector.reset_layers``);
@@ -145,11 +146,47 @@ class SSDLiteHead(SSDHead):
             bbox_preds.append(reg_conv(shared))
         return cls_scores, bbox_preds
 
+    def predict_by_feat(self, cls_scores: list[Tensor], bbox_preds: list[Tensor],
+                        score_factors: list[Tensor] | None = None, batch_img_metas: list[dict] | None = None,
+                        cfg: ConfigDict | None = None, rescale: bool = False,
+                        with_nms: bool = True) -> list[InstanceData]:
+        """Per-level maps (as :meth:`forward` returns them) -> one ``InstanceData`` (bboxes [N, 4],
+        scores [N], labels [N]) per image.
+
+        The same detections as mmdet's ``predict_by_feat`` (tested), computed by
+        :class:`mvdense.deploy.postprocess.DetectionPostProcess`: top-k instead of sorting every
+        candidate and per-class NMS, which matters when many candidates pass the score threshold (an
+        untrained or early model: mmdet's path then costs more than the network). Settings it does not
+        reproduce (another NMS type, ``with_nms=False``) take mmdet's path.
+        """
+        cfg = self.test_cfg if cfg is None else cfg
+        if not with_nms or reproducible(self, cfg):
+            return super().predict_by_feat(cls_scores, bbox_preds, score_factors, batch_img_metas, cfg,
+                                           rescale, with_nms)
+        level_priors = self.prior_generator.grid_priors([m.shape[-2:] for m in cls_scores],
+                                                        dtype=cls_scores[0].dtype, device=cls_scores[0].device)
+        cls_logits = flatten_levels(cls_scores, self.cls_out_channels)
+        box_deltas = flatten_levels(bbox_preds, self.bbox_coder.encode_size)
+        results = []
+        for logits, deltas, img_meta in zip(cls_logits, box_deltas, batch_img_metas):
+            post = DetectionPostProcess.from_head(self, level_priors, img_meta['img_shape'][:2], cfg)
+            bboxes, scores, labels = post(logits, deltas, img_meta['scale_factor'] if rescale else None)
+            detections = InstanceData(bboxes=bboxes, scores=scores, labels=labels)
+            results.append(self._apply_cvnets_rules(detections, cfg, rescale, img_meta))
+        return results
+
     def _bbox_post_process(self, results: InstanceData, cfg: ConfigDict, rescale: bool = False,
                            with_nms: bool = True, img_meta: dict | None = None) -> InstanceData:
         """mmdet's post-processing (rescale, NMS, ``max_per_img``), then ``cfg.max_per_class`` and
         ``cfg.clip_after_nms`` if set. ``results.bboxes``: [N, 4] (x1, y1, x2, y2)."""
         results = super()._bbox_post_process(results, cfg, rescale=rescale, with_nms=with_nms, img_meta=img_meta)
+        return self._apply_cvnets_rules(results, cfg, rescale, img_meta)
+
+    @staticmethod
+    def _apply_cvnets_rules(results: InstanceData, cfg: ConfigDict, rescale: bool,
+                            img_meta: dict | None) -> InstanceData:
+        """cvnets' rules after NMS: the best ``cfg.max_per_class`` boxes of each class, and boxes clipped
+        to the (original, with ``rescale``) image with ``cfg.clip_after_nms``."""
         if cfg.get('max_per_class'):
             results = results[top_k_per_class(results.scores, results.labels, cfg.max_per_class)]
         if cfg.get('clip_after_nms'):
