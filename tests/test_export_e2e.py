@@ -140,3 +140,17 @@ def test_export_tool_checks_the_e2e_export(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert 'dynamic height/width' in printed and printed.count('onnxruntime vs torch eager') == 2
     assert 'labels 0.00e+00' in printed
+
+
+def test_export_tool_fails_a_trained_detector_and_only_reports_a_random_one(tmp_path, capsys, monkeypatch):
+    """Beyond tolerance, the tool stops when a checkpoint was given; with random weights (nearly tied
+    proposal scores, see the tool's docstring) it prints the differences and a note."""
+    tool = load_tool('export_onnx')
+    monkeypatch.setattr(tool, 'verify', lambda *args: {'boxes': 5.0})
+    out = str(tmp_path / 'demo.onnx')
+    assert tool.main([str(DEMO), '--input-size', *map(str, TRACED), '--out', out]) == out
+    assert 'give a CHECKPOINT' in capsys.readouterr().out
+    checkpoint = tmp_path / 'model.pth'
+    torch.save({'state_dict': build_model(DEMO).state_dict(), 'meta': {}}, checkpoint)
+    with pytest.raises(SystemExit, match='boxes 5.00e'):
+        tool.main([str(DEMO), str(checkpoint), '--input-size', *map(str, TRACED), '--out', out])
