@@ -2,7 +2,8 @@
 per-channel int8 weights), calibrated on training images.
 
     python tools/quantize.py CONFIG CHECKPOINT [--out MODEL_INT8.onnx] [--calibration-images 64]
-        [--input-size H W] [--per-tensor] [--reduce-range] [--cfg-options KEY=VALUE ...]
+        [--input-size H W] [--per-tensor] [--reduce-range] [--calibration {percentile,minmax}]
+        [--cfg-options KEY=VALUE ...]
 
 Writes the fp32 export (``<out without _int8>.onnx``, as ``tools/export_onnx.py`` does, attention in plain
 ONNX ops) and the int8 model next to it, each with its ``.json`` (what the post-processing needs). Then
@@ -36,6 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--input-size', type=int, nargs=2, metavar=('H', 'W'),
                         help='export size (default: 320 320 for detectors, 512 512 for segmentors)')
     parser.add_argument('--per-tensor', action='store_true', help='one weight scale per tensor, not per channel')
+    parser.add_argument('--calibration', choices=('percentile', 'minmax'), default='percentile',
+                        help='activation ranges: 0.001-99.999 percentiles (default) or min-max')
     parser.add_argument('--reduce-range', action='store_true', help='7-bit weights (see mvdense.deploy.quantize)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
     return parser.parse_args(argv)
@@ -81,10 +84,10 @@ def main(argv: list[str] | None = None) -> str:
         batches = calibration_batches(calibration_dataset(cfg), model.data_preprocessor,
                                       ImageNormalizer(model.data_preprocessor), args.calibration_images)
         report = quantize_network(fp32, out, batches, per_channel=not args.per_tensor,
-                                  reduce_range=args.reduce_range)
+                                  reduce_range=args.reduce_range, method=args.calibration)
     metadata['quantization'] = {'format': 'QDQ', 'weights': 'int8 ' + ('per tensor' if args.per_tensor else
                                                                     'per output channel'),
-                                'activations': 'uint8 (min-max calibration)', 'reduce_range': args.reduce_range,
+                                'activations': f'uint8 ({args.calibration} calibration)', 'reduce_range': args.reduce_range,
                                 'calibration_images': report.calibration_images,
                                 'quantized_nodes': report.quantized_nodes, 'float_nodes': report.float_nodes}
     with open(out + '.json', 'w') as file:

@@ -4,12 +4,17 @@
     -> calibration on training images (activation ranges) -> QDQ graph: int8 weights per output channel,
     uint8 activations, QuantizeLinear / DequantizeLinear pairs that onnxruntime fuses into integer kernels.
 
-What stays in float, and why (measured on our CPUs, ``benchmarks/results.md``): only convolutions, fully
-connected layers and matrix products with a weight are quantised (``QUANTIZED_OPS``). The products of
-two activations inside attention (``q kᵀ``, ``attn v``), softmax, LayerNorm, GELU/SiLU, resizes and the
-element-wise ops stay float: quantising them costs accuracy (softmax and attention maps span a range that
-8 bits resolve poorly) and, on CPUs without int8 dot-product instructions, does not pay for the
-QuantizeLinear / DequantizeLinear around them.
+What stays in float, and why: only convolutions (but the first, :func:`weighted_matmuls_and_convs`), fully
+connected layers and matrix products with a weight are quantised (``QUANTIZED_OPS``). The products of two activations inside attention (``q kᵀ``,
+``attn v``), softmax, LayerNorm, GELU/SiLU, resizes and the element-wise ops stay float: softmax and
+attention maps span a range that 8 bits resolve poorly, and quantising the element-wise ops as well
+(onnxruntime's QLinearAdd / QLinearMul / QLinearSigmoid) measured no faster on our CPU
+(``benchmarks/results.md``, "int8").
+
+Activation ranges: the 0.001-99.999 percentiles of each activation's histogram over the calibration
+images (``CALIBRATION_METHODS``), not its min-max: a few extreme values then no longer stretch the 8-bit
+grid. On the demo SSDLite-MobileViT-XXS, min-max lost 0.051 AP50 (0.534 -> 0.483) and the percentiles none
+(0.541), ``benchmarks/results.md``.
 """
 from __future__ import annotations
 
@@ -23,6 +28,8 @@ from torch import Tensor
 
 # Op types quantised (when they have a weight initializer, for MatMul): the bulk of the multiply-adds.
 QUANTIZED_OPS = ('Conv', 'Gemm', 'MatMul')
+# How activation ranges are set from the calibration images: onnxruntime's CalibrationMethod names.
+CALIBRATION_METHODS = {'percentile': 'Percentile', 'minmax': 'MinMax'}
 
 
 @dataclass
@@ -55,18 +62,23 @@ class CalibrationReader:
 
 
 def weighted_matmuls_and_convs(model_path: str) -> tuple[list[str], dict[str, int]]:
-    """Names of the nodes to quantise (every Conv and Gemm; MatMuls with an initializer operand) and the
-    count per op type of the others."""
+    """Names of the nodes to quantise (every Conv and Gemm but the first Conv; MatMuls with an initializer
+    operand) and the count per op type of the others.
+
+    The first convolution (the stem's, which reads the normalised image) stays float: keeping it so took the
+    demo DeepLabv3-MobileViT-XXS's int8 loss from 1.17 to 0.67 mIoU (``benchmarks/results.md``), for one of
+    about a hundred convolutions."""
     import onnx
 
     graph = onnx.load(model_path, load_external_data=False).graph
     initializers = {tensor.name for tensor in graph.initializer}
     constants = {out for node in graph.node if node.op_type == 'Constant' for out in node.output}
     weights = initializers | constants
+    first_conv = next((node.name for node in graph.node if node.op_type == 'Conv'), None)   # nodes are in order
     chosen: list[str] = []
     left: dict[str, int] = {}
     for node in graph.node:
-        quantize = node.op_type in ('Conv', 'Gemm') or (
+        quantize = (node.op_type in ('Conv', 'Gemm') and node.name != first_conv) or (
             node.op_type == 'MatMul' and any(name in weights for name in node.input))
         if quantize:
             chosen.append(node.name)
@@ -76,17 +88,20 @@ def weighted_matmuls_and_convs(model_path: str) -> tuple[list[str], dict[str, in
 
 
 def quantize_network(fp32_path: str, int8_path: str, calibration: Iterable[Tensor | np.ndarray],
-                     per_channel: bool = True, reduce_range: bool = False) -> QuantizationReport:
+                     per_channel: bool = True, reduce_range: bool = False,
+                     method: str = 'percentile') -> QuantizationReport:
     """Writes the int8 (QDQ) version of the ONNX network ``fp32_path`` to ``int8_path``.
 
     Args:
         calibration: Batches of raw pixels [B, 3, H, W] as the graph takes them (from training images,
-            through the config's test-time resize): their activation ranges (min-max) set the scales.
+            through the config's test-time resize): their activation ranges set the scales.
         per_channel: One weight scale per output channel (much closer to float for depthwise convs).
         reduce_range: 7-bit weights, for CPUs whose int8 instructions can saturate (AVX2's u8s8 path);
-            off by default: we measured no accuracy gain from it on our demo models.
+            off by default.
+        method: How activation ranges are taken from the calibration: ``percentile`` (0.001-99.999 %) or
+            ``minmax`` (:data:`CALIBRATION_METHODS`).
     """
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     with tempfile.TemporaryDirectory() as work:
@@ -97,7 +112,8 @@ def quantize_network(fp32_path: str, int8_path: str, calibration: Iterable[Tenso
         quantize_static(prepared, int8_path, reader, quant_format=QuantFormat.QDQ,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         per_channel=per_channel, reduce_range=reduce_range, op_types_to_quantize=list(QUANTIZED_OPS),
-                        nodes_to_quantize=nodes, extra_options={'ActivationSymmetric': False,
+                        nodes_to_quantize=nodes, calibrate_method=CalibrationMethod[CALIBRATION_METHODS[method]],
+                        extra_options={'ActivationSymmetric': False,
                                                                 'WeightSymmetric': True})
     return QuantizationReport(int8_path, len(nodes), left, reader.count, os.path.getsize(fp32_path),
                               os.path.getsize(int8_path))
