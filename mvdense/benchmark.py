@@ -341,9 +341,7 @@ def build_onnx_workload(subject: Subject, input_size: tuple[int, int], onnx_path
 
     session = make_session(onnx_path, threads)
     image = example_input(subject, input_size).numpy()
-    with open(onnx_path + '.json') as file:
-        in_graph_postprocess = 'boxes' in json.load(file)['outputs']   # DETR-style: the detections are outputs
-    if subject.part != 'end-to-end' or in_graph_postprocess:
+    if subject.part != 'end-to-end' or _postprocess_in_graph(onnx_path):
         return Workload(lambda: run_session(session, image))
     if subject.task == DETECTION:
         from .deploy.postprocess import DetectionPostProcess
@@ -358,6 +356,12 @@ def build_onnx_workload(subject: Subject, input_size: tuple[int, int], onnx_path
     from .deploy.postprocess import segmentation_mask
 
     return Workload(lambda: segmentation_mask(torch.from_numpy(run_session(session, image)[0])))
+
+
+def _postprocess_in_graph(onnx_path: str) -> bool:
+    """Whether an export of ours holds its detections as outputs (DETR-style), from its ``.json``."""
+    with open(onnx_path + '.json') as file:
+        return 'boxes' in json.load(file)['outputs']
 
 
 def export_subject(subject: Subject, input_size: tuple[int, int], onnx_path: str) -> None:

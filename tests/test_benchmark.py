@@ -123,3 +123,15 @@ def test_default_runtime_predicts_with_the_model_prepared_as_the_tools_do():
     with torch.inference_mode():
         predictions = workloads['default'].step()
     assert len(predictions) == 1 and len(predictions[0].pred_instances) > 0
+
+
+def test_onnx_workload_of_a_peer_export_without_metadata(tmp_path):
+    """Peers' exports (timm, torchvision) have no ``.json`` beside them: their rows still run."""
+    from mvdense.benchmark import build_onnx_workload
+    from mvdense.deploy.onnx_export import export_module
+
+    path = str(tmp_path / 'peer.onnx')
+    export_module(nn.Conv2d(3, 4, 3), torch.rand(1, 3, 32, 48), path, ['out'], {'image': {0: 'batch'}}, 17)
+    subject = Subject('timm', 'mobilevit_xxs', 'backbone', DETECTION, 'a.py')
+    (out,) = build_onnx_workload(subject, (32, 48), path, threads=1).step()
+    assert out.shape == (1, 4, 30, 46)
