@@ -123,11 +123,12 @@ def process_group_closed() -> Iterator[None]:
     finished ("terminate called without an active exception") and fail the whole launch."""
     import torch.distributed as dist
 
-    try:
-        yield
-    finally:
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+    yield   # a failed rank raises past this and leaves at once: teardown could wait on ranks still working
+    if dist.is_available() and dist.is_initialized():
+        # Every rank done with every collective before any tears its connections down, so that none
+        # leaves while another still finishes an exchange with it.
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 @contextmanager
