@@ -36,9 +36,6 @@ import os
 
 from mmengine.config import DictAction
 
-END_TO_END_INPUT_SIZE = (800, 1333)   # the COCO test scale of DETR-style configs
-
-
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Export an mvdense config to ONNX (raw outputs)')
@@ -88,7 +85,7 @@ def main(argv: list[str] | None = None) -> str:
     if args.checkpoint and not os.path.isfile(args.checkpoint):
         raise SystemExit(f'checkpoint not found: {args.checkpoint}')
     from mvdense.apis import init_model, model_task
-    from mvdense.deploy.onnx_export import export_model
+    from mvdense.deploy.onnx_export import default_input_size, export_model
     from mvdense.deploy.wrappers import is_end_to_end
     from mvdense.engine import CheckpointMismatchError
 
@@ -97,7 +94,7 @@ def main(argv: list[str] | None = None) -> str:
     except CheckpointMismatchError as error:  # a checkpoint of another model: one line naming both
         raise SystemExit(str(error)) from None
     task = model_task(model.cfg)
-    input_size = tuple(args.input_size) if args.input_size else default_input_size(task, is_end_to_end(model))
+    input_size = tuple(args.input_size) if args.input_size else default_input_size(model)
     out = args.out or os.path.join('work_dirs', 'onnx', os.path.splitext(os.path.basename(args.config))[0] + '.onnx')
     metadata = export_model(model, out, input_size, args.dynamic_size, args.opset,
                             fused_attention=not args.portable_attention)
@@ -117,15 +114,6 @@ def main(argv: list[str] | None = None) -> str:
               'only with trained weights: give a CHECKPOINT to check the export')
         return out
     raise SystemExit(f'onnxruntime differs from torch eager beyond tolerance: {differences}')
-
-
-def default_input_size(task: str, end_to_end: bool) -> tuple[int, int]:
-    """The traced size when none is given: what each kind of config is tested at."""
-    from mvdense.apis import DETECTION
-
-    if task != DETECTION:
-        return 512, 512
-    return END_TO_END_INPUT_SIZE if end_to_end else (320, 320)
 
 
 if __name__ == '__main__':

@@ -35,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--calibration-images', type=int, default=64,
                         help='training images whose activation ranges set the scales')
     parser.add_argument('--input-size', type=int, nargs=2, metavar=('H', 'W'),
-                        help='export size (default: 320 320 for detectors, 512 512 for segmentors)')
+                        help='export size (default as tools/export_onnx.py: 320 320 SSD-style, 800 1333 DETR-style, 512 512 segmentors)')
     parser.add_argument('--per-tensor', action='store_true', help='one weight scale per tensor, not per channel')
     parser.add_argument('--calibration', choices=('percentile', 'minmax'), default='percentile',
                         help='activation ranges: 0.001-99.999 percentiles (default) or min-max')
@@ -63,8 +63,8 @@ def main(argv: list[str] | None = None) -> str:
     for path, what in ((args.config, 'config file'), (args.checkpoint, 'checkpoint')):
         if not os.path.isfile(path):
             raise SystemExit(f'{what} not found: {path}')
-    from mvdense.apis import DETECTION, init_model, model_task
-    from mvdense.deploy.onnx_export import export_model
+    from mvdense.apis import init_model
+    from mvdense.deploy.onnx_export import default_input_size, export_model
     from mvdense.deploy.quantize import calibration_batches, quantize_network
     from mvdense.deploy.wrappers import ImageNormalizer
     from mvdense.runner import check_data_paths, errors_as_exit
@@ -73,8 +73,7 @@ def main(argv: list[str] | None = None) -> str:
         model = init_model(args.config, args.checkpoint, cfg_options=args.cfg_options)
         cfg = model.cfg
         check_data_paths(cfg, args.config, loaders=('train_dataloader',))
-        task = model_task(cfg)
-        input_size = tuple(args.input_size) if args.input_size else ((320, 320) if task == DETECTION else (512, 512))
+        input_size = tuple(args.input_size) if args.input_size else default_input_size(model)
         name = os.path.splitext(os.path.basename(args.config))[0]
         out = args.out or os.path.join('work_dirs', 'onnx', f'{name}_int8.onnx')
         fp32 = out[:-len('_int8.onnx')] + '.onnx' if out.endswith('_int8.onnx') else out + '.fp32.onnx'

@@ -109,6 +109,18 @@ def dynamic_axes_for(outputs: list[str], dynamic_size: bool) -> dict[str, dict[i
     return axes
 
 
+# Traced sizes when none is given: SSD's priors are laid out for 320 x 320; DETR-style detectors at the COCO
+# test scale; segmentors at 512 x 512.
+SSD_INPUT_SIZE, END_TO_END_INPUT_SIZE, SEGMENTOR_INPUT_SIZE = (320, 320), (800, 1333), (512, 512)
+
+
+def default_input_size(model: nn.Module) -> tuple[int, int]:
+    """The traced input size of an export when none is given (see the sizes above)."""
+    if task_of(model) != DETECTION:
+        return SEGMENTOR_INPUT_SIZE
+    return END_TO_END_INPUT_SIZE if is_end_to_end(model) else SSD_INPUT_SIZE
+
+
 def default_dynamic_size(model: nn.Module) -> bool:
     """Whether an export takes any height and width by default: segmentors and DETR-style detectors do,
     SSD-style detectors (priors laid out for one size) do not."""

@@ -22,7 +22,8 @@ from torch import Tensor, nn
 
 from ..apis.inference import DETECTION, task_of
 from .onnx_export import make_session, run_session
-from .wrappers import ImageNormalizer
+from .postprocess import head_level_sizes
+from .wrappers import DETECTOR_OUTPUTS, SEGMENTOR_OUTPUTS, ImageNormalizer
 
 
 class OnnxModelError(ValueError):
@@ -63,7 +64,7 @@ class OnnxRuntimeModel(nn.Module):
 
     def _check_outputs(self) -> None:
         names = [output.name for output in self.session.get_outputs()]
-        expected = ['cls_logits', 'box_deltas'] if self.task == DETECTION else ['seg_logits']
+        expected = DETECTOR_OUTPUTS if self.task == DETECTION else SEGMENTOR_OUTPUTS
         if names[:len(expected)] != expected:
             raise OnnxModelError(f'{self.path}: outputs {names}, but the config is a {self.task} model whose '
                                  f'export has outputs {expected}')
@@ -108,8 +109,7 @@ class OnnxRuntimeModel(nn.Module):
     def level_shapes(self, input_size: tuple[int, int]) -> list[tuple[int, int]]:
         """(H_l, W_l) of the head's levels for an input size: the torch network's, computed once per size."""
         if input_size not in self._level_shapes:
-            features = self.model.extract_feat(torch.zeros(1, 3, *input_size))
-            self._level_shapes[input_size] = [tuple(m.shape[-2:]) for m in self.model.bbox_head(features)[0]]
+            self._level_shapes[input_size] = head_level_sizes(self.model, input_size)
         return self._level_shapes[input_size]
 
     def _segment(self, inputs: Tensor, data_samples: list) -> list:

@@ -58,10 +58,7 @@ class DetectionPostProcess:
     def from_detector(cls, detector: torch.nn.Module, image_size: tuple[int, int]) -> DetectionPostProcess:
         """Reads priors, coder and ``test_cfg`` off an mmdet single-stage detector for this input size."""
         head = detector.bbox_head
-        with torch.no_grad():
-            features = detector.extract_feat(torch.zeros(1, 3, *image_size))
-            featmap_sizes = [tuple(m.shape[-2:]) for m in head(features)[0]]
-        level_priors = head.prior_generator.grid_priors(featmap_sizes, device='cpu')
+        level_priors = head.prior_generator.grid_priors(head_level_sizes(detector, image_size), device='cpu')
         classes = detector.dataset_meta.get('classes', ()) if getattr(detector, 'dataset_meta', None) else ()
         return cls.from_head(head, level_priors, image_size, class_names=list(classes))
 
@@ -165,6 +162,14 @@ class DetectionPostProcess:
             boxes, scores, labels = boxes[large], scores[large], labels[large]
         keep = class_wise_nms(boxes, scores, labels, self.iou_threshold)[:self.max_per_img]
         return boxes[keep], scores[keep], labels[keep]
+
+
+def head_level_sizes(detector: torch.nn.Module, image_size: tuple[int, int]) -> list[tuple[int, int]]:
+    """(H_l, W_l) of each level of a single-stage detector's head for an input size, from one forward of a
+    blank image through its network."""
+    with torch.no_grad():
+        features = detector.extract_feat(torch.zeros(1, 3, *image_size))
+        return [tuple(m.shape[-2:]) for m in detector.bbox_head(features)[0]]
 
 
 def flatten_levels(maps: list[Tensor], channels_per_prior: int) -> Tensor:
