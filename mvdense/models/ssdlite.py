@@ -167,9 +167,12 @@ class SSDLiteHead(SSDHead):
                                                         dtype=cls_scores[0].dtype, device=cls_scores[0].device)
         cls_logits = flatten_levels(cls_scores, self.cls_out_channels)
         box_deltas = flatten_levels(bbox_preds, self.bbox_coder.encode_size)
-        results = []
+        results, posts = [], {}   # one post-processing per image size in the batch (usually one)
         for logits, deltas, img_meta in zip(cls_logits, box_deltas, batch_img_metas):
-            post = DetectionPostProcess.from_head(self, level_priors, img_meta['img_shape'][:2], cfg)
+            size = tuple(img_meta['img_shape'][:2])
+            if size not in posts:
+                posts[size] = DetectionPostProcess.from_head(self, level_priors, size, cfg)
+            post = posts[size]
             bboxes, scores, labels = post(logits, deltas, img_meta['scale_factor'] if rescale else None)
             detections = InstanceData(bboxes=bboxes, scores=scores, labels=labels)
             results.append(self._apply_cvnets_rules(detections, cfg, rescale, img_meta))
