@@ -1,6 +1,7 @@
-"""Inference-only rewrites of a trained model: conv-BN folding and the channels-last memory format.
+"""Inference-only rewrites of a trained model: conv-BN folding, the channels-last memory format and
+convs that take oneDNN's pointwise kernels.
 
-Both keep the function (same outputs to float rounding) and are meant for CPU inference; neither is
+All keep the function (same outputs to float rounding) and are meant for CPU inference; none is
 reversible, so apply them to a copy when the model is still to be trained:
 
     model = prepare_for_inference(copy.deepcopy(model))
@@ -12,6 +13,8 @@ from __future__ import annotations
 import torch
 from mmcv.cnn import ConvModule
 from torch import Tensor, nn
+
+from ..models.layers import FastConv2d
 
 
 def fold_batchnorm_into_conv(conv: nn.Conv2d, norm: nn.modules.batchnorm._BatchNorm) -> None:
@@ -98,12 +101,24 @@ def to_channels_last(model: nn.Module, entry: nn.Module | None = None) -> nn.Mod
     return model
 
 
+def use_fast_convs(model: nn.Module) -> nn.Module:
+    """Turns every plain ``nn.Conv2d`` of ``model`` into a :class:`~mvdense.models.layers.FastConv2d`,
+    in place (same parameters and state dict): at inference its large pointwise convs on channels-last
+    maps run through oneDNN, which ATen skips with one thread. Returns ``model``."""
+    for module in model.modules():
+        if type(module) is nn.Conv2d:
+            module.__class__ = FastConv2d
+    return model
+
+
 def prepare_for_inference(model: nn.Module, entry: nn.Module | None = None, fuse: bool = True,
                           channels_last: bool = True) -> nn.Module:
-    """eval(), then conv-BN folding and channels-last (each optional), in place. Returns ``model``."""
+    """eval(), then conv-BN folding and channels-last (each optional; channels-last also brings
+    :func:`use_fast_convs`), in place. Returns ``model``."""
     model.eval()
     if fuse:
         fuse_conv_bn(model)
     if channels_last:
         to_channels_last(model, entry)
+        use_fast_convs(model)
     return model

@@ -90,6 +90,54 @@ class SeparableConv(nn.Module):
 onnx_attention: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None
 
 
+# Below this many multiply-adds a pointwise conv is as fast through ATen's default kernel as through
+# oneDNN (the call costs more than it saves; measured by benchmarks/pointwise_conv.py).
+ONEDNN_POINTWISE_MIN_MADDS = 2**21
+
+
+def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
+           groups: int = 1) -> Tensor:
+    """``F.conv2d``; at inference a large pointwise conv (1x1, stride 1, one group) of a float32
+    channels-last CPU map runs through oneDNN directly.
+
+    Why: with one thread and fewer than 16 images ATen sends 1x1 convs to its im2col + GEMM kernel
+    (``use_mkldnn`` in ATen's ConvUtils), which on our CPU is about half as fast as oneDNN on every
+    pointwise conv of our models above :data:`ONEDNN_POINTWISE_MIN_MADDS` (``benchmarks/pointwise_conv.py``).
+    With more threads ATen picks oneDNN itself: the same kernel. Same function; the sums are accumulated
+    in another order (float rounding). Not while autograd is on or a graph is traced.
+
+    Shape: x [B, C_in, H, W], weight [C_out, C_in / groups, kh, kw] -> [B, C_out, H', W'].
+    """
+    if groups == 1 and _onednn_pointwise(x, weight, stride, padding, dilation):
+        return torch.ops.aten.mkldnn_convolution(x, weight, bias, [0, 0], [1, 1], [1, 1], 1)
+    return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+
+def _onednn_pointwise(x: Tensor, weight: Tensor, stride, padding, dilation) -> bool:
+    """Whether :func:`conv2d` should run this (one-group) conv through oneDNN."""
+    return (tuple(weight.shape[-2:]) == (1, 1) and _all_equal(stride, 1) and _all_equal(padding, 0)
+            and _all_equal(dilation, 1) and x.device.type == 'cpu' and x.dtype == torch.float32
+            and x.dim() == 4 and x.numel() * weight.shape[0] >= ONEDNN_POINTWISE_MIN_MADDS
+            and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+            and not torch.is_grad_enabled() and not torch.jit.is_tracing()
+            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
+
+
+def _all_equal(value, expected: int) -> bool:
+    """Whether an int-or-tuple conv argument is ``expected`` in every dimension."""
+    return all(v == expected for v in value) if isinstance(value, (tuple, list)) else value == expected
+
+
+class FastConv2d(nn.Conv2d):
+    """``nn.Conv2d`` whose convolution is :func:`conv2d` (same parameters and state dict).
+    ``mvdense.deploy.optimize.prepare_for_inference`` turns a model's plain ``nn.Conv2d`` into these."""
+
+    def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        if self.padding_mode != 'zeros':
+            return super()._conv_forward(input, weight, bias)
+        return conv2d(input, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+
+
 def cpu_autocast_enabled() -> bool:
     """Whether CPU autocast is on. Older torch (2.1) has no device argument to ``is_autocast_enabled``
     (which reports CUDA there) but ``is_autocast_cpu_enabled``."""

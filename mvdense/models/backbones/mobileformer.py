@@ -53,7 +53,7 @@ from mmcv.cnn.bricks import DropPath
 from torch import Tensor, nn
 
 from ...registry import MODELS
-from ..layers import attention
+from ..layers import attention, conv2d
 from .base import BaseBackbone, check_out_indices, lookup_arch
 
 
@@ -261,13 +261,14 @@ def run_conv(conv: nn.Conv2d, x: Tensor, weight: Tensor, bias: Tensor | None) ->
     as a plain depthwise conv (one group per output channel) of the input with each channel repeated k
     times: the same products and sums, but oneDNN has fast kernels for plain depthwise convs only, and
     its generic grouped kernel was 2-5x slower at stride 1 (at stride 2, where the copy of the full-size
-    input feeds a quarter of the outputs, it does not pay).
+    input feeds a quarter of the outputs, it does not pay). Pointwise convs at inference go through
+    oneDNN (:func:`mvdense.models.layers.conv2d`).
     """
     groups = conv.groups
     repeats = stride1_multiplier(conv)
     if repeats > 1 and x.device.type == 'cpu':
         x, groups = repeat_channels(x, repeats), conv.out_channels
-    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, groups)
+    return conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, groups)
 
 
 def foldable_norm(norm: nn.Module) -> bool:

@@ -1,0 +1,67 @@
+"""Pointwise (1x1) convs at inference: ATen's default kernel vs oneDNN, one thread, channels-last.
+
+    python benchmarks/pointwise_conv.py [--threads 1] [--repeats 15]
+
+Prints one markdown row per shape: the MAdds, ATen's time (``F.conv2d``) and oneDNN's time as a ratio
+(paired, alternating runs; median). With one thread and fewer than 16 images ATen does not use oneDNN for
+1x1 convs; :func:`mvdense.models.layers.conv2d` does above ``ONEDNN_POINTWISE_MIN_MADDS``. The shapes
+span the pointwise convs of our models (widths 16-1024, expansions 1/4 and 4, maps 20²-160²).
+A benchmark, not a test: run it on a quiet machine.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+
+from mvdense.models.layers import ONEDNN_POINTWISE_MIN_MADDS
+
+
+def paired_ratio(first, second, repeats: int) -> tuple[float, float]:
+    """(median of second / first over alternating runs, median time of first in seconds)."""
+    first(), second()
+    ratios, times = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        first()
+        middle = time.perf_counter()
+        second()
+        ratios.append((time.perf_counter() - middle) / (middle - start))
+        times.append(middle - start)
+    return statistics.median(ratios), statistics.median(times)
+
+
+def shapes() -> list[tuple[int, int, int]]:
+    """(C_in, C_out, map side) triples."""
+    return [(c, c_out, side) for c in (16, 32, 64, 128, 256, 512, 1024)
+            for c_out in (max(c // 4, 8), c * 4) for side in (20, 40, 80, 160)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--threads', type=int, default=1)
+    parser.add_argument('--repeats', type=int, default=15)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f'{platform.processor() or platform.machine()}, {args.threads} thread(s), torch {torch.__version__}, '
+          f'batch 1, float32, channels-last; oneDNN above {ONEDNN_POINTWISE_MIN_MADDS / 1e6:.1f} M MAdds\n')
+    print('| C_in -> C_out | map | MAdds (M) | ATen (ms) | oneDNN / ATen |')
+    print('|---|---|---|---|---|')
+    with torch.no_grad():
+        for c_in, c_out, side in shapes():
+            x = torch.randn(1, c_in, side, side).contiguous(memory_format=torch.channels_last)
+            weight, bias = torch.randn(c_out, c_in, 1, 1), torch.randn(c_out)
+            ratio, aten = paired_ratio(partial(F.conv2d, x, weight, bias),
+                                       partial(torch.ops.aten.mkldnn_convolution, x, weight, bias,
+                                               [0, 0], [1, 1], [1, 1], 1), args.repeats)
+            print(f'| {c_in} -> {c_out} | {side}² | {side * side * c_in * c_out / 1e6:.1f} | {aten * 1e3:.2f} '
+                  f'| {ratio:.2f} |', flush=True)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,79 @@
+"""Pointwise convs through oneDNN at inference (mvdense.models.layers.conv2d / FastConv2d)."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mvdense.deploy.optimize import prepare_for_inference
+from mvdense.models.layers import ONEDNN_POINTWISE_MIN_MADDS, FastConv2d, conv2d
+
+
+@pytest.fixture
+def one_thread():
+    """ATen itself picks oneDNN for 1x1 convs with more threads: test the single-thread case."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+DISPATCHERS = {'aten::conv2d', 'aten::convolution', 'aten::_convolution'}
+
+
+def conv_kernels(fn) -> set[str]:
+    """The ATen convolution kernels (not the dispatching ops above them) that ``fn()`` runs."""
+    with torch.profiler.profile() as prof:
+        fn()
+    return {event.key for event in prof.key_averages()
+            if event.key.startswith('aten::') and 'conv' in event.key and event.key not in DISPATCHERS}
+
+
+def channels_last_map(channels: int, side: int) -> torch.Tensor:
+    return torch.randn(1, channels, side, side).contiguous(memory_format=torch.channels_last)
+
+
+def test_large_pointwise_conv_runs_through_onednn_with_the_same_result(one_thread):
+    x, weight, bias = channels_last_map(128, 40), torch.randn(256, 128, 1, 1), torch.randn(256)
+    assert x.numel() * 256 >= ONEDNN_POINTWISE_MIN_MADDS
+    with torch.no_grad():
+        assert 'aten::mkldnn_convolution' not in conv_kernels(lambda: F.conv2d(x, weight, bias))
+        assert conv_kernels(lambda: conv2d(x, weight, bias)) == {'aten::mkldnn_convolution'}
+        out, reference = conv2d(x, weight, bias), F.conv2d(x, weight, bias)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, reference, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize('case', ['grad', 'nchw', 'small', '3x3', 'stride2', 'grouped'])
+def test_other_convs_keep_aten_s_kernel(one_thread, case):
+    x, weight, kwargs = channels_last_map(128, 40), torch.randn(256, 128, 1, 1), {}
+    if case == 'nchw':
+        x = x.contiguous()
+    elif case == 'small':
+        x = channels_last_map(128, 6)
+    elif case == '3x3':
+        weight, kwargs = torch.randn(256, 128, 3, 3), dict(padding=1)
+    elif case == 'stride2':
+        kwargs = dict(stride=2)
+    elif case == 'grouped':
+        weight, kwargs = torch.randn(256, 64, 1, 1), dict(groups=2)
+    with torch.set_grad_enabled(case == 'grad'):
+        assert conv_kernels(lambda: conv2d(x, weight, **kwargs)) == conv_kernels(lambda: F.conv2d(x, weight, **kwargs))
+        torch.testing.assert_close(conv2d(x, weight, **kwargs), F.conv2d(x, weight, **kwargs))
+
+
+def test_prepare_for_inference_makes_plain_convs_fast_and_keeps_the_state_dict(one_thread):
+    model = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.Conv2d(64, 256, 1))
+    model.eval()
+    reference = copy.deepcopy(model)
+    keys = [key for key in model.state_dict() if not key.startswith('1.')]
+    prepare_for_inference(model)
+    assert [type(module) for module in (model[0], model[3])] == [FastConv2d, FastConv2d]
+    assert list(model.state_dict()) == keys
+    x = torch.rand(1, 3, 48, 48)
+    with torch.no_grad():
+        assert 'aten::mkldnn_convolution' in conv_kernels(lambda: model(x))
+        torch.testing.assert_close(model(x), reference(x), rtol=1e-4, atol=1e-4)
