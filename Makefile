@@ -33,24 +33,24 @@ demo-mobileformer:
 # stage 1's distribution) trained and searched, then the architecture found retrained on all the training
 # images and tested on val. Run again, every step resumes (or only re-evaluates when finished).
 SEARCH_CONFIGS = configs/demo/glit_search
-SEARCH_DIR = work_dirs/demo/glit_search
+SEARCH_DIR = work_dirs/demo/glit_search$(if $(SEED),-seed$(SEED))
 SEARCH_ARCH = $(abspath $(SEARCH_DIR)/stage2_search/best_arch.py)
 # $(call glit_retrain,NAME): train $(SEARCH_CONFIGS)/NAME.py, then test its last checkpoint on val.
 define glit_retrain
-	GLIT_ARCH=$(SEARCH_ARCH) $(PY) tools/train.py $(SEARCH_CONFIGS)/$(1).py --work-dir $(SEARCH_DIR)/$(1) --resume
+	GLIT_ARCH=$(SEARCH_ARCH) $(PY) tools/train.py $(SEARCH_CONFIGS)/$(1).py --work-dir $(SEARCH_DIR)/$(1) --resume $(SEED_OPTION)
 	GLIT_ARCH=$(SEARCH_ARCH) $(PY) tools/test.py $(SEARCH_CONFIGS)/$(1).py "$$(cat $(SEARCH_DIR)/$(1)/last_checkpoint)" \
 		--work-dir $(SEARCH_DIR)/$(1)/test
 endef
 
 demo-search: setup
 	$(PY) tools/make_synthetic_data.py --root $(DEMO_DATA)
-	$(PY) tools/train.py $(SEARCH_CONFIGS)/stage1_supernet.py --work-dir $(SEARCH_DIR)/stage1_supernet --resume
+	$(PY) tools/train.py $(SEARCH_CONFIGS)/stage1_supernet.py --work-dir $(SEARCH_DIR)/stage1_supernet --resume $(SEED_OPTION)
 	$(PY) tools/search.py $(SEARCH_CONFIGS)/stage1_supernet.py "$$(cat $(SEARCH_DIR)/stage1_supernet/last_checkpoint)" \
-		--work-dir $(SEARCH_DIR)/stage1_search
-	$(PY) tools/train.py $(SEARCH_CONFIGS)/stage2_supernet.py --work-dir $(SEARCH_DIR)/stage2_supernet --resume \
+		--work-dir $(SEARCH_DIR)/stage1_search $(SEED_OPTION)
+	$(PY) tools/train.py $(SEARCH_CONFIGS)/stage2_supernet.py --work-dir $(SEARCH_DIR)/stage2_supernet --resume $(SEED_OPTION) \
 		--cfg-options model.backbone.search_space.distribution=$(SEARCH_DIR)/stage1_search/best_arch.json
 	$(PY) tools/search.py $(SEARCH_CONFIGS)/stage2_supernet.py "$$(cat $(SEARCH_DIR)/stage2_supernet/last_checkpoint)" \
-		--work-dir $(SEARCH_DIR)/stage2_search --stage1 $(SEARCH_DIR)/stage1_search/best_arch.json
+		--work-dir $(SEARCH_DIR)/stage2_search --stage1 $(SEARCH_DIR)/stage1_search/best_arch.json $(SEED_OPTION)
 	$(call glit_retrain,searched)
 
 # The baselines of the same FLOPs budget, trained and tested like the architecture found: all blocks global

@@ -242,13 +242,58 @@ def test_padded_batches_train_with_finite_losses_and_never_select_padding():
     assert chosen.max() < 60 and len(set(chosen.tolist())) == 20
 
 
+TWO_IMAGES = [sample(128, 128, [[10.0, 20.0, 70.0, 90.0]], [0]),
+              sample(128, 128, [[40.0, 30.0, 120.0, 110.0], [5.0, 5.0, 35.0, 40.0]], [2, 1])]
+
+
+def test_one_to_many_matches_repeated_boxes_in_the_early_layers_and_proposals_only(monkeypatch):
+    model = build_model(DEMO, init_weights=True, cfg_options={
+        'model.one_to_many': dict(repeats=3, decoder_layers=4, proposals=True)}).train()
+    matched = []   # per loss call: how many boxes each image's queries were matched to
+    single = model.bbox_head.loss_by_feat_single
+
+    def spy(cls_scores, bbox_preds, batch_gt_instances, batch_img_metas):
+        matched.append([len(gt) for gt in batch_gt_instances])
+        return single(cls_scores, bbox_preds, batch_gt_instances, batch_img_metas)
+
+    monkeypatch.setattr(model.bbox_head, 'loss_by_feat_single', spy)
+    torch.manual_seed(0)
+    losses = model.loss(torch.rand(2, 3, 128, 128), TWO_IMAGES)
+    # 6 head blocks: 4 one-to-many, the last 2 one-to-one; then the proposals, one-to-many.
+    assert matched == [[3, 6]] * 4 + [[1, 2]] * 2 + [[3, 6]]
+    one_to_one = build(DEMO).train().loss(torch.rand(2, 3, 128, 128), TWO_IMAGES)
+    assert set(losses) == set(one_to_one) and all(torch.isfinite(v) for v in losses.values())
+
+
+def test_hybrid_losses_are_detr_s_when_nothing_is_repeated():
+    model = build(DEMO).train()
+    images = torch.rand(2, 3, 128, 128)
+    torch.manual_seed(0)
+    detr = model.loss(images, TWO_IMAGES)
+    model.one_to_many = dict(repeats=1, decoder_layers=5, proposals=True)
+    torch.manual_seed(0)
+    hybrid = model.loss(images, TWO_IMAGES)
+    assert set(hybrid) == set(detr)
+    for name in detr:
+        torch.testing.assert_close(hybrid[name], detr[name], msg=name)
+
+
+@pytest.mark.parametrize('setting, message', [
+    (dict(repeats=0), 'repeats must be an integer >= 1'),
+    (dict(repeats=2, decoder_layers=6), r'decoder_layers must be in \[0, 5\]'),
+    (dict(repeat=2), r"unknown key\(s\) \['repeat'\]"),
+])
+def test_bad_one_to_many_settings_are_named(setting, message):
+    with pytest.raises(ValueError, match=message):
+        build_model(DEMO, cfg_options={'model.one_to_many': setting})
+
+
 @pytest.mark.slow
 def test_loss_falls_on_a_fixed_batch():
     torch.manual_seed(0)
     model = build(DEMO).train()
     images = torch.rand(2, 3, 128, 128)
-    samples = [sample(128, 128, [[10.0, 20.0, 70.0, 90.0]], [0]),
-               sample(128, 128, [[40.0, 30.0, 120.0, 110.0], [5.0, 5.0, 35.0, 40.0]], [2, 1])]
+    samples = TWO_IMAGES
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     losses = []
     for _ in range(12):

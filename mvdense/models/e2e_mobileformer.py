@@ -21,11 +21,20 @@ from mmdet.models.dense_heads import DABDETRHead
 from mmdet.models.detectors import DetectionTransformer
 from mmdet.registry import MODELS as MMDET_MODELS
 from mmdet.structures import OptSampleList, SampleList
+from mmengine.structures import InstanceData
 from torch import Tensor
 
 from .e2e_mobileformer_layers import MobileFormerDecoder, padding_masks
 
-__all__ = ['E2EMobileFormer']
+__all__ = ['E2EMobileFormer', 'repeat_instances']
+
+
+def repeat_instances(instances: InstanceData, repeats: int) -> InstanceData:
+    """``instances`` (ground-truth boxes and labels) each repeated ``repeats`` times, as one-to-many
+    matching needs: [g] -> [repeats * g] (the whole list, then again)."""
+    if repeats == 1:
+        return instances
+    return instances[torch.arange(len(instances)).repeat(repeats)]
 
 
 @MMDET_MODELS.register_module()
@@ -42,7 +51,18 @@ class E2EMobileFormer(DetectionTransformer):
     The four DETR hooks: :meth:`pre_transformer` (maps, tokens, padding masks), :meth:`forward_encoder`
     (the dense proposals), :meth:`pre_decoder` (initial tokens and reference boxes),
     :meth:`forward_decoder` (the head blocks).
+
+    ``one_to_many`` (training only; None: every output matched one-to-one, as DETR): H-DETR's hybrid
+    matching over the head's layers, ``dict(repeats=k, decoder_layers=n, proposals=True)``: the outputs
+    of the first ``n`` head blocks (and, with ``proposals``, the dense proposals) are matched to each
+    ground-truth box repeated ``k`` times, so that every object trains ``k`` queries (or proposal pixels)
+    at once; the later blocks, whose last one gives the detections, stay one-to-one and learn to keep one
+    query per object. Inference is unchanged.
     """
+
+    def __init__(self, *args, one_to_many: dict | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.one_to_many = self._check_one_to_many(dict(one_to_many or {}))
 
     def _init_layers(self) -> None:
         if self.encoder is not None or self.with_neck:
@@ -61,22 +81,60 @@ class E2EMobileFormer(DetectionTransformer):
             raise ValueError(f'bbox_head.embed_dims ({self.bbox_head.embed_dims}) must equal the head '
                              f'token_dim ({self.decoder.queries.embedding_dim})')
 
+    def _check_one_to_many(self, settings: dict) -> dict:
+        """``one_to_many`` with its defaults filled in ({} when off); a clear error for a bad value."""
+        if not settings:
+            return {}
+        unknown = set(settings) - {'repeats', 'decoder_layers', 'proposals'}
+        if unknown:
+            raise ValueError(f'one_to_many: unknown key(s) {sorted(unknown)}; expected repeats, decoder_layers, '
+                             f'proposals')
+        settings = dict(dict(repeats=1, decoder_layers=0, proposals=False), **settings)
+        num_layers = sum(len(blocks) for blocks in self.decoder.levels)
+        if not isinstance(settings['repeats'], int) or settings['repeats'] < 1:
+            raise ValueError(f'one_to_many.repeats must be an integer >= 1, got {settings["repeats"]!r}')
+        if not 0 <= settings['decoder_layers'] < num_layers:
+            raise ValueError(f'one_to_many.decoder_layers must be in [0, {num_layers - 1}] (the last of the '
+                             f'{num_layers} head blocks gives the detections: one-to-one), got '
+                             f'{settings["decoder_layers"]!r}')
+        return settings
+
     def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> dict:
         """``DetectionTransformer.loss`` plus the dense proposals' loss (``enc_loss_*``: Hungarian-matched
-        focal + L1 + GIoU over all proposal pixels, Deformable DETR's two-stage encoder loss).
+        focal + L1 + GIoU over all proposal pixels, Deformable DETR's two-stage encoder loss); with
+        ``one_to_many``, the early layers and the proposals matched to repeated ground truth.
 
         Losses and matching run in float32: under CPU bfloat16 autocast (``CpuBf16OptimWrapper``) the
         head's outputs would be bfloat16, which SciPy's Hungarian solver cannot take and whose 8-bit
         mantissa is too coarse for box costs. Backbone and decoder still run in bfloat16."""
         head_inputs = self.forward_transformer(self.extract_feat(batch_inputs), batch_data_samples)
         proposal_logits, proposal_boxes = head_inputs.pop('proposal_logits'), head_inputs.pop('proposal_boxes')
+        gt_instances = [sample.gt_instances for sample in batch_data_samples]
+        metas = [sample.metainfo for sample in batch_data_samples]
+        repeated = [repeat_instances(gt, self.one_to_many.get('repeats', 1)) for gt in gt_instances]
         with torch.autocast(batch_inputs.device.type, enabled=False):
             head_inputs = {name: value.float() for name, value in head_inputs.items()}
-            losses = self.bbox_head.loss(**head_inputs, batch_data_samples=batch_data_samples)
-            gt_instances = [sample.gt_instances for sample in batch_data_samples]
-            metas = [sample.metainfo for sample in batch_data_samples]
-            proposal_losses = self.bbox_head.loss_by_feat_single(proposal_logits, proposal_boxes, gt_instances, metas)
+            if self.one_to_many:
+                losses = self._hybrid_losses(*self.bbox_head(**head_inputs), gt_instances, repeated, metas)
+            else:
+                losses = self.bbox_head.loss(**head_inputs, batch_data_samples=batch_data_samples)
+            proposal_targets = repeated if self.one_to_many.get('proposals') else gt_instances
+            proposal_losses = self.bbox_head.loss_by_feat_single(proposal_logits, proposal_boxes, proposal_targets,
+                                                                 metas)
         losses.update(zip(('enc_loss_cls', 'enc_loss_bbox', 'enc_loss_iou'), proposal_losses))
+        return losses
+
+    def _hybrid_losses(self, all_cls_scores: Tensor, all_bbox_preds: Tensor, gt_instances: list,
+                       repeated: list, metas: list[dict]) -> dict:
+        """The head's losses (names as ``DETRHead.loss_by_feat``: ``loss_*`` for the last layer, ``d{i}.loss_*``
+        for the others) with the first ``one_to_many['decoder_layers']`` layers matched to ``repeated``.
+        all_cls_scores [L, B, N, K], all_bbox_preds [L, B, N, 4]."""
+        losses, last = {}, len(all_cls_scores) - 1
+        for layer, (cls_scores, bbox_preds) in enumerate(zip(all_cls_scores, all_bbox_preds)):
+            targets = repeated if layer < self.one_to_many['decoder_layers'] else gt_instances
+            values = self.bbox_head.loss_by_feat_single(cls_scores, bbox_preds, targets, metas)
+            prefix = '' if layer == last else f'd{layer}.'
+            losses.update({f'{prefix}loss_{name}': value for name, value in zip(('cls', 'bbox', 'iou'), values)})
         return losses
 
     def pre_transformer(self, img_feats: tuple[Tensor, ...],
