@@ -11,7 +11,6 @@ A benchmark, not a test: run it on a quiet machine.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 from functools import partial
@@ -19,6 +18,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
+from mvdense.benchmark import cpu_and_load
 from mvdense.models.layers import ONEDNN_POINTWISE_MIN_MADDS
 
 
@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument('--repeats', type=int, default=15)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f'{platform.processor() or platform.machine()}, {args.threads} thread(s), torch {torch.__version__}, '
+    print(f'{cpu_and_load()}, {args.threads} thread(s), torch {torch.__version__}, '
           f'batch 1, float32, channels-last; oneDNN above {ONEDNN_POINTWISE_MIN_MADDS / 1e6:.1f} M MAdds\n')
     print('| C_in -> C_out | map | MAdds (M) | ATen (ms) | oneDNN / ATen |')
     print('|---|---|---|---|---|')

@@ -675,12 +675,9 @@ def format_ratios(records: list[dict]) -> str:
     return '\n'.join(lines)
 
 
-def describe_machine(settings: Settings) -> str:
-    """One line about the conditions of the run: CPU, threads, load, versions."""
+def cpu_and_load() -> str:
+    """'<CPU model>, <n> logical CPUs' and the load average, for the first line of a benchmark's output."""
     import platform
-
-    import onnxruntime
-    import torch
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -689,7 +686,15 @@ def describe_machine(settings: Settings) -> str:
     except (OSError, StopIteration):
         pass
     load = ', '.join(f'{x:.2f}' for x in os.getloadavg())
-    return (f'{cpu}, {os.cpu_count()} logical CPUs, {settings.threads} thread(s), load average {load}; '
+    return f'{cpu}, {os.cpu_count()} logical CPUs, load average {load}'
+
+
+def describe_machine(settings: Settings) -> str:
+    """One line about the conditions of the run: CPU, threads, load, versions."""
+    import onnxruntime
+    import torch
+
+    return (f'{cpu_and_load()}, {settings.threads} thread(s); '
             f'input {settings.input_size[0]}x{settings.input_size[1]}, batch 1, fp32, '
             f'{settings.warmup} warm-up + {settings.repeats} timed runs; torch {torch.__version__}, '
             f'onnxruntime {onnxruntime.__version__}; MAdds: {MADDS_TOOL}')

@@ -247,8 +247,8 @@ TWO_IMAGES = [sample(128, 128, [[10.0, 20.0, 70.0, 90.0]], [0]),
 
 
 def test_one_to_many_matches_repeated_boxes_in_the_early_layers_and_proposals_only(monkeypatch):
-    model = build_model(DEMO, init_weights=True, cfg_options={
-        'model.one_to_many': dict(repeats=3, decoder_layers=4, proposals=True)}).train()
+    model = build(DEMO).train()
+    assert model.one_to_many == dict(repeats=3, decoder_layers=4, proposals=True)   # the demo's setting
     matched = []   # per loss call: how many boxes each image's queries were matched to
     single = model.bbox_head.loss_by_feat_single
 
@@ -261,12 +261,14 @@ def test_one_to_many_matches_repeated_boxes_in_the_early_layers_and_proposals_on
     losses = model.loss(torch.rand(2, 3, 128, 128), TWO_IMAGES)
     # 6 head blocks: 4 one-to-many, the last 2 one-to-one; then the proposals, one-to-many.
     assert matched == [[3, 6]] * 4 + [[1, 2]] * 2 + [[3, 6]]
-    one_to_one = build(DEMO).train().loss(torch.rand(2, 3, 128, 128), TWO_IMAGES)
+    model.one_to_many = {}
+    one_to_one = model.loss(torch.rand(2, 3, 128, 128), TWO_IMAGES)
     assert set(losses) == set(one_to_one) and all(torch.isfinite(v) for v in losses.values())
 
 
 def test_hybrid_losses_are_detr_s_when_nothing_is_repeated():
     model = build(DEMO).train()
+    model.one_to_many = {}
     images = torch.rand(2, 3, 128, 128)
     torch.manual_seed(0)
     detr = model.loss(images, TWO_IMAGES)
