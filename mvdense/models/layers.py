@@ -119,7 +119,7 @@ def _onednn_pointwise(x: Tensor, weight: Tensor, stride, padding, dilation) -> b
             and _all_equal(dilation, 1) and x.device.type == 'cpu' and x.dtype == torch.float32
             and x.dim() == 4 and x.numel() * weight.shape[0] >= ONEDNN_POINTWISE_MIN_MADDS
             and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-            and not torch.is_grad_enabled() and not torch.jit.is_tracing()
+            and not torch.is_grad_enabled() and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export()
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
 
 
