@@ -1,5 +1,5 @@
 # E2E-MF-151M trained from scratch on the generated synthetic set (3 shape classes, 320 x 320, a few shapes
-# an image) in about 20 minutes on 2 CPU cores (`make demo DEMO_CONFIG=<this file>`; measured curves in the
+# an image) in about 16 minutes on 2 CPU cores (`make demo DEMO_CONFIG=<this file>`; measured curves in the
 # README): the model of e2e_mobileformer_151m_coco.py with the SSDLite demo's data and the CPU demo schedule,
 # and what a DETR needs to learn in 1200 iterations from scratch: 20 queries (images hold a few shapes), no
 # pretrained backbone (so the backbone trains at the full lr, BN statistics updated), DAB-DETR's weight decay
