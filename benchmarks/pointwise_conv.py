@@ -12,28 +12,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from functools import partial
 
 import torch
 import torch.nn.functional as F
 
-from mvdense.benchmark import cpu_and_load
+from mvdense.benchmark import cpu_and_load, time_alternating
 from mvdense.models.layers import ONEDNN_POINTWISE_MIN_MADDS
 
 
 def paired_ratio(first, second, repeats: int) -> tuple[float, float]:
-    """(median of second / first over alternating runs, median time of first in seconds)."""
-    first(), second()
-    ratios, times = [], []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        first()
-        middle = time.perf_counter()
-        second()
-        ratios.append((time.perf_counter() - middle) / (middle - start))
-        times.append(middle - start)
-    return statistics.median(ratios), statistics.median(times)
+    """(median of second / first over alternating runs, median time of first in milliseconds)."""
+    first_ms, second_ms = time_alternating(first, second, warmup=1, repeats=repeats)
+    return statistics.median(b / a for a, b in zip(first_ms, second_ms)), statistics.median(first_ms)
 
 
 def shapes() -> list[tuple[int, int, int]]:
@@ -59,7 +50,7 @@ def main() -> None:
             ratio, aten = paired_ratio(partial(F.conv2d, x, weight, bias),
                                        partial(torch.ops.aten.mkldnn_convolution, x, weight, bias,
                                                [0, 0], [1, 1], [1, 1], 1), args.repeats)
-            print(f'| {c_in} -> {c_out} | {side}² | {side * side * c_in * c_out / 1e6:.1f} | {aten * 1e3:.2f} '
+            print(f'| {c_in} -> {c_out} | {side}² | {side * side * c_in * c_out / 1e6:.1f} | {aten:.2f} '
                   f'| {ratio:.2f} |', flush=True)
 
 

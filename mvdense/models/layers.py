@@ -90,6 +90,18 @@ class SeparableConv(nn.Module):
 onnx_attention: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None
 
 
+def fast_inference() -> bool:
+    """Whether the inference fast paths apply: autograd is off and nothing traces the graph (ONNX export
+    and the MAdds counter trace the reference formulation)."""
+    return not torch.is_grad_enabled() and not torch.jit.is_tracing()
+
+
+def is_channels_last(x: Tensor) -> bool:
+    """Whether a map [B, C, H, W] is stored channels-last (NHWC) and not also NCHW-contiguous (as a map
+    with H = W = 1 is): such a map is read through [B, HW, C] views."""
+    return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
 # Below this many multiply-adds a pointwise conv is as fast through ATen's default kernel as through
 # oneDNN (the call costs more than it saves; measured by benchmarks/pointwise_conv.py).
 ONEDNN_POINTWISE_MIN_MADDS = 2**21
@@ -104,7 +116,7 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padd
     (``use_mkldnn`` in ATen's ConvUtils), which on our CPU is about half as fast as oneDNN on every
     pointwise conv of our models above :data:`ONEDNN_POINTWISE_MIN_MADDS` (``benchmarks/pointwise_conv.py``).
     With more threads ATen picks oneDNN itself: the same kernel. Same function; the sums are accumulated
-    in another order (float rounding). Not while autograd is on or a graph is traced.
+    in another order (float rounding). Only where :func:`fast_inference` holds, and not in an ONNX export.
 
     Shape: x [B, C_in, H, W], weight [C_out, C_in / groups, kh, kw] -> [B, C_out, H', W'].
     """
@@ -118,8 +130,7 @@ def _onednn_pointwise(x: Tensor, weight: Tensor, stride, padding, dilation) -> b
     return (tuple(weight.shape[-2:]) == (1, 1) and _all_equal(stride, 1) and _all_equal(padding, 0)
             and _all_equal(dilation, 1) and x.device.type == 'cpu' and x.dtype == torch.float32
             and x.dim() == 4 and x.numel() * weight.shape[0] >= ONEDNN_POINTWISE_MIN_MADDS
-            and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-            and not torch.is_grad_enabled() and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export()
+            and is_channels_last(x) and fast_inference() and not torch.onnx.is_in_onnx_export()
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
 
 

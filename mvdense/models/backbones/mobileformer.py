@@ -53,7 +53,7 @@ from mmcv.cnn.bricks import DropPath
 from torch import Tensor, nn
 
 from ...registry import MODELS
-from ..layers import attention, conv2d
+from ..layers import attention, conv2d, fast_inference, is_channels_last
 from .base import BaseBackbone, check_out_indices, lookup_arch
 
 
@@ -149,18 +149,6 @@ def conv_bn(in_channels: int, out_channels: int, kernel_size: int, stride: int =
     conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, groups=groups,
                      bias=False)
     return nn.Sequential(conv, build_norm_layer(norm_cfg or dict(type='BN'), out_channels)[1])
-
-
-def fast_inference() -> bool:
-    """Whether the inference fast paths apply: autograd is off and nothing traces the graph (ONNX export
-    and the MAdds counter trace the reference formulation)."""
-    return not torch.is_grad_enabled() and not torch.jit.is_tracing()
-
-
-def is_channels_last(x: Tensor) -> bool:
-    """Whether a map [B, C, H, W] is stored channels-last (NHWC) and not also NCHW-contiguous (as a map
-    with H = W = 1 is): such a map is read through [B, HW, C] views."""
-    return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
 def drops_nothing(drop_path: nn.Module) -> bool:
