@@ -283,6 +283,7 @@ def test_hybrid_losses_are_detr_s_when_nothing_is_repeated():
 @pytest.mark.parametrize('setting, message', [
     (dict(repeats=0), 'repeats must be an integer >= 1'),
     (dict(repeats=2, decoder_layers=6), r'decoder_layers must be in \[0, 5\]'),
+    (dict(repeats=2, decoder_layers='4'), r'decoder_layers must be in \[0, 5\].*got \'4\''),
     (dict(repeat=2), r"unknown key\(s\) \['repeat'\]"),
 ])
 def test_bad_one_to_many_settings_are_named(setting, message):

@@ -93,7 +93,7 @@ class E2EMobileFormer(DetectionTransformer):
         num_layers = sum(len(blocks) for blocks in self.decoder.levels)
         if not isinstance(settings['repeats'], int) or settings['repeats'] < 1:
             raise ValueError(f'one_to_many.repeats must be an integer >= 1, got {settings["repeats"]!r}')
-        if not 0 <= settings['decoder_layers'] < num_layers:
+        if not isinstance(settings['decoder_layers'], int) or not 0 <= settings['decoder_layers'] < num_layers:
             raise ValueError(f'one_to_many.decoder_layers must be in [0, {num_layers - 1}] (the last of the '
                              f'{num_layers} head blocks gives the detections: one-to-one), got '
                              f'{settings["decoder_layers"]!r}')
