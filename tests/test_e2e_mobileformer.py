@@ -1,6 +1,7 @@
 """E2E-MF (Mobile-Former as DETR backbone and head): shapes, parameter and MAdds budgets, the matcher
 wiring (a perfect prediction costs ~nothing, permuting queries changes nothing), reference boxes (grid,
-block-by-block refinement, spatial prior), padding masks, and a short train -> test run on generated data."""
+block-by-block refinement, spatial prior), padding masks, row-banded Mobile sub-blocks, and a short train -> test
+run on generated data."""
 from __future__ import annotations
 
 import json
@@ -15,7 +16,13 @@ from mmengine.structures import InstanceData
 from PIL import Image
 
 from mvdense.apis import load_config
-from mvdense.models.e2e_mobileformer_layers import PositionalMobileToFormer, box_prior, pixel_anchors
+from mvdense.models.backbones.mobileformer import RegularMobile
+from mvdense.models.e2e_mobileformer_layers import (
+    PositionalMobileToFormer,
+    box_prior,
+    pixel_anchors,
+    run_in_row_bands,
+)
 from mvdense.models.layers import count_parameters
 from mvdense.utils.complexity import detector_madds
 
@@ -52,6 +59,46 @@ def test_508m_parameters_within_5_percent_of_paper(model_508m):
 @pytest.mark.slow
 def test_508m_madds_within_5_percent_of_paper_at_800x1333(model_508m):
     assert abs(detector_madds(model_508m, (1, 3, 800, 1333)) / PAPER_508M['madds'] - 1) < 0.05
+
+
+class CallCounter(torch.nn.Module):
+    """Counts the calls of the wrapped block (what ``run_in_row_bands`` inspects: its convs and mode)."""
+
+    def __init__(self, block: torch.nn.Module) -> None:
+        super().__init__()
+        self.block, self.calls = block, 0
+
+    def forward(self, x, token):
+        self.calls += 1
+        return self.block(x, token)
+
+
+@pytest.mark.parametrize('batch', [1, 2])
+def test_row_bands_give_the_result_of_one_pass(batch):
+    """Each band of rows is computed with the rows its 3x3 depthwise conv reads beyond it, then cropped:
+    the same map as one pass over the whole input, for any band height (the last band a short one)."""
+    torch.manual_seed(0)
+    block = CallCounter(RegularMobile(16, 16, 1, 4, token_dim=8))
+    for module in block.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    block.eval()
+    x = torch.randn(batch, 16, 23, 9).contiguous(memory_format=torch.channels_last)
+    token = torch.randn(batch, 8)
+    row_bytes = batch * 64 * 9 * 4                         # the widest map (the 64 expanded channels), one row
+    with torch.inference_mode():
+        whole = block(x, token)
+        for rows in (2, 4, 7):                            # + 2 halo rows: the band's bytes
+            block.calls = 0
+            banded = run_in_row_bands(block, x, token, band_bytes=(rows + 2) * row_bytes)
+            assert block.calls == -(-23 // rows)
+            assert banded.shape == whole.shape
+            torch.testing.assert_close(banded, whole, rtol=1e-6, atol=1e-6)
+    block.calls = 0
+    with torch.enable_grad():                             # training / autograd: one pass
+        run_in_row_bands(block, x, token, band_bytes=4 * row_bytes)
+    assert block.calls == 1
 
 
 def test_output_shapes_and_predictions():

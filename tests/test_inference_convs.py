@@ -47,7 +47,19 @@ def test_large_pointwise_conv_runs_through_onednn_with_the_same_result(one_threa
     torch.testing.assert_close(out, reference, rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize('case', ['grad', 'nchw', 'small', '3x3', 'stride2', 'grouped'])
+def test_grouped_pointwise_conv_runs_through_onednn_even_when_small(one_thread):
+    """Mobile-Former-26M's grouped 1x1 convs: ATen runs one GEMM per group after copying its channels."""
+    x, weight, bias = channels_last_map(48, 7), torch.randn(96, 12, 1, 1), torch.randn(96)
+    assert x.numel() * 96 // 4 < ONEDNN_POINTWISE_MIN_MADDS
+    with torch.no_grad():
+        assert 'aten::mkldnn_convolution' not in conv_kernels(lambda: F.conv2d(x, weight, bias, groups=4))
+        assert conv_kernels(lambda: conv2d(x, weight, bias, groups=4)) == {'aten::mkldnn_convolution'}
+        out, reference = conv2d(x, weight, bias, groups=4), F.conv2d(x, weight, bias, groups=4)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, reference, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize('case', ['grad', 'nchw', 'small', '3x3', 'stride2', 'grouped-nchw'])
 def test_other_convs_keep_aten_s_kernel(one_thread, case):
     x, weight, kwargs = channels_last_map(128, 40), torch.randn(256, 128, 1, 1), {}
     if case == 'nchw':
@@ -58,8 +70,8 @@ def test_other_convs_keep_aten_s_kernel(one_thread, case):
         weight, kwargs = torch.randn(256, 128, 3, 3), dict(padding=1)
     elif case == 'stride2':
         kwargs = dict(stride=2)
-    elif case == 'grouped':
-        weight, kwargs = torch.randn(256, 64, 1, 1), dict(groups=2)
+    elif case == 'grouped-nchw':
+        x, weight, kwargs = x.contiguous(), torch.randn(256, 64, 1, 1), dict(groups=2)
     with torch.set_grad_enabled(case == 'grad'):
         assert conv_kernels(lambda: conv2d(x, weight, **kwargs)) == conv_kernels(lambda: F.conv2d(x, weight, **kwargs))
         torch.testing.assert_close(conv2d(x, weight, **kwargs), F.conv2d(x, weight, **kwargs))

@@ -109,27 +109,30 @@ ONEDNN_POINTWISE_MIN_MADDS = 2**21
 
 def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
            groups: int = 1) -> Tensor:
-    """``F.conv2d``; at inference a large pointwise conv (1x1, stride 1, one group) of a float32
-    channels-last CPU map runs through oneDNN directly.
+    """``F.conv2d``; at inference a pointwise conv (1x1, stride 1) of a float32 channels-last CPU map runs
+    through oneDNN directly: a grouped one always, a one-group one above
+    :data:`ONEDNN_POINTWISE_MIN_MADDS`.
 
     Why: with one thread and fewer than 16 images ATen sends 1x1 convs to its im2col + GEMM kernel
-    (``use_mkldnn`` in ATen's ConvUtils), which on our CPU is about half as fast as oneDNN on every
-    pointwise conv of our models above :data:`ONEDNN_POINTWISE_MIN_MADDS` (``benchmarks/pointwise_conv.py``).
-    With more threads ATen picks oneDNN itself: the same kernel. Same function; the sums are accumulated
-    in another order (float rounding). Only where :func:`fast_inference` holds, and not in an ONNX export.
+    (``use_mkldnn`` in ATen's ConvUtils), one GEMM per group, each group's channels copied out first. On
+    our CPU oneDNN is about twice as fast on every one-group pointwise conv of our models above
+    :data:`ONEDNN_POINTWISE_MIN_MADDS`, and on grouped ones (Mobile-Former-26M's) at every size we run,
+    up to 4x at 56² (``benchmarks/pointwise_conv.py``). With more threads ATen picks oneDNN itself: the
+    same kernel. Same function; the sums are accumulated in another order (float rounding). Only where
+    :func:`fast_inference` holds, and not in an ONNX export.
 
     Shape: x [B, C_in, H, W], weight [C_out, C_in / groups, kh, kw] -> [B, C_out, H', W'].
     """
-    if groups == 1 and _onednn_pointwise(x, weight, stride, padding, dilation):
-        return torch.ops.aten.mkldnn_convolution(x, weight, bias, [0, 0], [1, 1], [1, 1], 1)
+    if _onednn_pointwise(x, weight, stride, padding, dilation, groups):
+        return torch.ops.aten.mkldnn_convolution(x, weight, bias, [0, 0], [1, 1], [1, 1], groups)
     return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
 
 
-def _onednn_pointwise(x: Tensor, weight: Tensor, stride, padding, dilation) -> bool:
-    """Whether :func:`conv2d` should run this (one-group) conv through oneDNN."""
+def _onednn_pointwise(x: Tensor, weight: Tensor, stride, padding, dilation, groups: int) -> bool:
+    """Whether :func:`conv2d` should run this conv through oneDNN."""
     return (tuple(weight.shape[-2:]) == (1, 1) and _all_equal(stride, 1) and _all_equal(padding, 0)
             and _all_equal(dilation, 1) and x.device.type == 'cpu' and x.dtype == torch.float32
-            and x.dim() == 4 and x.numel() * weight.shape[0] >= ONEDNN_POINTWISE_MIN_MADDS
+            and x.dim() == 4 and (groups > 1 or x.numel() * weight.shape[0] >= ONEDNN_POINTWISE_MIN_MADDS)
             and is_channels_last(x) and fast_inference() and not torch.onnx.is_in_onnx_export()
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
 

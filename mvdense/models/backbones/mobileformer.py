@@ -353,21 +353,30 @@ def conv_bn_dyrelu(conv_bn: nn.Sequential, act: DyReLU, x: Tensor, token: Tensor
                    shuffle_groups: int = 1) -> Tensor:
     """``act(channel_shuffle(conv_bn(x), shuffle_groups), token)``.
 
-    At inference (grouped variants, which shuffle between the BN and the DyReLU, excepted) the DyReLU is
-    ``prelu(k z, w)`` (:meth:`DyReLU.prelu_parameters`), and for a single image k is folded with the BN
-    into the conv (:func:`conv_bn_scaled`): the map is then written by the conv and read once by the
-    prelu, where BN -> DyReLU read it five times. A batch scales in place and takes max(z, w z) (= prelu
-    for w <= 1), ``prelu`` having one slope per channel, not per sample.
+    At inference the DyReLU is ``prelu(k z, w)`` (:meth:`DyReLU.prelu_parameters`), and for a single
+    image k is folded with the BN into the conv (:func:`conv_bn_scaled`; with a shuffle in between, each
+    conv channel takes the k of the position the shuffle moves it to): the map is then written by the
+    conv and read once by the prelu, where BN -> DyReLU read it five times. A batch scales in place and
+    takes max(z, w z) (= prelu for w <= 1), ``prelu`` having one slope per channel, not per sample.
 
     Shape: x [B, C_in, H, W], token [B, d] -> [B, C_out, H', W'].
     """
-    if shuffle_groups > 1 or not fast_inference() or not foldable_norm(conv_bn[1]):
+    if not fast_inference() or not foldable_norm(conv_bn[1]):
         return act(channel_shuffle(conv_bn(x), shuffle_groups), token)
     scale, negative_slope = act.prelu_parameters(token)
     if x.shape[0] == 1:
-        return F.prelu(conv_bn_scaled(conv_bn, x, scale[0]), negative_slope[0])
-    out = conv_bn_scaled(conv_bn, x).mul_(scale[:, :, None, None])
+        out = conv_bn_scaled(conv_bn, x, unshuffle_channels(scale[0], shuffle_groups))
+        return F.prelu(channel_shuffle(out, shuffle_groups), negative_slope[0])
+    out = channel_shuffle(conv_bn_scaled(conv_bn, x), shuffle_groups).mul_(scale[:, :, None, None])
     return torch.maximum(out, out * negative_slope[:, :, None, None])
+
+
+def unshuffle_channels(values: Tensor, groups: int) -> Tensor:
+    """Per-channel ``values`` [C] of a shuffled map (:func:`channel_shuffle` with ``groups``) brought back to
+    the channel order before the shuffle: the shuffle with C / groups groups undoes it."""
+    if groups == 1:
+        return values
+    return values.view(-1, groups).t().reshape(-1)
 
 
 class MobileToFormer(nn.Module):
