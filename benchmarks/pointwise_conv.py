@@ -13,20 +13,13 @@ A benchmark, not a test: run it on a quiet machine.
 from __future__ import annotations
 
 import argparse
-import statistics
 from functools import partial
 
 import torch
 import torch.nn.functional as F
 
-from mvdense.benchmark import cpu_and_load, time_alternating
+from mvdense.benchmark import cpu_and_load, paired_ratio
 from mvdense.models.layers import ONEDNN_POINTWISE_MIN_MADDS
-
-
-def paired_ratio(first, second, repeats: int) -> tuple[float, float]:
-    """(median of second / first over alternating runs, median time of first in milliseconds)."""
-    first_ms, second_ms = time_alternating(first, second, warmup=1, repeats=repeats)
-    return statistics.median(b / a for a, b in zip(first_ms, second_ms)), statistics.median(first_ms)
 
 
 def shapes() -> list[tuple[int, int, int]]:

@@ -450,6 +450,14 @@ def time_alternating(first: Callable[[], object], second: Callable[[], object], 
     return first_times, second_times
 
 
+def paired_ratio(first: Callable[[], object], second: Callable[[], object], repeats: int,
+                 warmup: int = 1) -> tuple[float, float]:
+    """(median of second / first over alternating runs, median time of ``first`` in milliseconds): one
+    kernel against another in the kernel benchmarks (``benchmarks/pointwise_conv.py``, ``linear.py``)."""
+    first_ms, second_ms = time_alternating(first, second, warmup=warmup, repeats=repeats)
+    return statistics.median(b / a for a, b in zip(first_ms, second_ms)), statistics.median(first_ms)
+
+
 def _set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
     torch.set_num_interop_threads(1)

@@ -14,7 +14,7 @@ import torch
 from mmcv.cnn import ConvModule
 from torch import Tensor, nn
 
-from ..models.layers import FastConv2d
+from ..models.layers import FastConv2d, FastLinear
 
 
 def fold_batchnorm_into_conv(conv: nn.Conv2d, norm: nn.modules.batchnorm._BatchNorm) -> None:
@@ -111,14 +111,25 @@ def use_fast_convs(model: nn.Module) -> nn.Module:
     return model
 
 
+def use_fast_linears(model: nn.Module) -> nn.Module:
+    """Turns every plain ``nn.Linear`` of ``model`` into a :class:`~mvdense.models.layers.FastLinear`, in
+    place (same parameters and state dict): at inference its large products run through oneDNN.
+    Returns ``model``."""
+    for module in model.modules():
+        if type(module) is nn.Linear:
+            module.__class__ = FastLinear
+    return model
+
+
 def prepare_for_inference(model: nn.Module, entry: nn.Module | None = None, fuse: bool = True,
                           channels_last: bool = True) -> nn.Module:
     """eval(), then conv-BN folding and channels-last (each optional; channels-last also brings
-    :func:`use_fast_convs`), in place. Returns ``model``."""
+    :func:`use_fast_convs`), and :func:`use_fast_linears`, in place. Returns ``model``."""
     model.eval()
     if fuse:
         fuse_conv_bn(model)
     if channels_last:
         to_channels_last(model, entry)
         use_fast_convs(model)
+    use_fast_linears(model)
     return model

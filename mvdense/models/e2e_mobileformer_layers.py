@@ -40,6 +40,7 @@ from .backbones.mobileformer import (
     MobileToFormer,
     RegularMobile,
 )
+from .layers import FastLinear
 
 __all__ = ['MobileFormerDecoder', 'PositionalMobileToFormer', 'QueryBlock', 'box_prior', 'padding_masks',
            'pixel_anchors', 'pixel_centres']
@@ -201,12 +202,12 @@ class MobileFormerDecoder(BaseModule):
         self.proposal_map = proposal_map
         self.proposal_size = proposal_size
         self.queries = nn.Embedding(num_queries, token_dim)
-        self.proposal_embed = nn.Sequential(nn.Linear(in_channels[proposal_map], token_dim), nn.LayerNorm(token_dim))
-        self.proposal_cls = nn.Linear(token_dim, num_classes)
+        self.proposal_embed = nn.Sequential(FastLinear(in_channels[proposal_map], token_dim), nn.LayerNorm(token_dim))
+        self.proposal_cls = FastLinear(token_dim, num_classes)
         self.proposal_reg = MLP(token_dim, token_dim, 4, 3)
         # Sine code of a reference box (4 x d/2) -> the query's positional part, shared by every block.
         self.reference_encoder = MLP(2 * token_dim, token_dim, token_dim, 2)
-        self.global_proj = nn.Sequential(nn.Linear(backbone_token_dim, token_dim), nn.LayerNorm(token_dim))
+        self.global_proj = nn.Sequential(FastLinear(backbone_token_dim, token_dim), nn.LayerNorm(token_dim))
         coarse_in = list(in_channels)[::-1]
         self.laterals = nn.ModuleList(ConvModule(c_in, c, 1, norm_cfg=norm_cfg, act_cfg=None)
                                       for c_in, c in zip(coarse_in, channels))

@@ -5,6 +5,7 @@ compose these blocks from tables.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -152,6 +153,67 @@ class FastConv2d(nn.Conv2d):
         return conv2d(input, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
 
+# Below this many multiply-adds a Linear is as fast through ATen (addmm) as through oneDNN (measured by
+# benchmarks/linear.py).
+ONEDNN_LINEAR_MIN_MADDS = 2**20
+
+
+class FastLinear(nn.Linear):
+    """``nn.Linear`` (same parameters and state dict) that at inference runs a large float32 CPU product
+    through oneDNN, with the weight packed once into oneDNN's layout (kept until the weight changes).
+
+    Why: ATen's ``addmm`` measured about half as fast as oneDNN on every Linear of our models above
+    :data:`ONEDNN_LINEAR_MIN_MADDS` on our CPU, from 6 Mobile-Former tokens to MobileViT's thousands of
+    patch tokens (``benchmarks/linear.py``); below it the call's fixed cost dominates. Same function;
+    the sums are accumulated in another order (float rounding). Only where :func:`fast_inference` holds,
+    not under CPU autocast, and not in an ONNX export; everywhere else ``F.linear``.
+
+    ``mvdense.deploy.optimize.prepare_for_inference`` turns a model's plain ``nn.Linear`` into these.
+
+    Shape: [..., in_features] -> [..., out_features].
+    """
+
+    def forward(self, input: Tensor) -> Tensor:
+        if not self._onednn_applies(input):
+            return F.linear(input, self.weight, self.bias)
+        return torch.ops.mkldnn._linear_pointwise(input, self._packed_weight(), self.bias, 'none', [], '')
+
+    def _onednn_applies(self, x: Tensor) -> bool:
+        weight = self.weight   # the size first: it turns most small token Linears away cheaply
+        return (x.numel() * self.out_features >= ONEDNN_LINEAR_MIN_MADDS and x.dim() >= 2
+                and x.device.type == 'cpu' and x.dtype == torch.float32 and weight.dtype == torch.float32
+                and fast_inference() and not weight.is_inference() and not cpu_autocast_enabled()
+                and not torch.onnx.is_in_onnx_export() and onednn_linear_available())
+
+    def _packed_weight(self) -> Tensor:
+        """The weight in oneDNN's blocked layout (an opaque tensor), packed again when it changes."""
+        key = (self.weight.data_ptr(), self.weight._version)
+        entry = self.__dict__.get('_onednn_weight')
+        if entry is None or entry[0] != key:
+            with torch.inference_mode(False), torch.no_grad():
+                entry = (key, torch.ops.mkldnn._reorder_linear_weight(self.weight.detach()))
+            self.__dict__['_onednn_weight'] = entry
+        return entry[1]
+
+    def __getstate__(self) -> dict:
+        # The packed weight cannot be copied or pickled (no storage); it is rebuilt on first use.
+        state = dict(super().__getstate__())
+        state.pop('_onednn_weight', None)
+        return state
+
+
+def onednn_linear_available() -> bool:
+    """Whether oneDNN's Linear ops can run: built into this torch and not disabled."""
+    return torch.backends.mkldnn.enabled and _has_onednn_linear_ops()
+
+
+@functools.cache
+def _has_onednn_linear_ops() -> bool:
+    """Whether this torch build has oneDNN and the Linear ops its CPU compiler uses (torch >= 2.0)."""
+    return (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, '_linear_pointwise')
+            and hasattr(torch.ops.mkldnn, '_reorder_linear_weight'))
+
+
 def cpu_autocast_enabled() -> bool:
     """Whether CPU autocast is on. Older torch (2.1) has no device argument to ``is_autocast_enabled``
     (which reports CUDA there) but ``is_autocast_cpu_enabled``."""
@@ -189,8 +251,8 @@ class MultiHeadSelfAttention(nn.Module):
             raise ValueError(f'embedding dim {dim} is not divisible by num_heads={num_heads}')
         self.num_heads = num_heads
         self.attn_drop = attn_drop
-        self.qkv = nn.Linear(dim, dim * 3)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = FastLinear(dim, dim * 3)
+        self.proj = FastLinear(dim, dim)
 
     def forward(self, x: Tensor) -> Tensor:
         batch, tokens, dim = x.shape
@@ -206,10 +268,10 @@ class FeedForward(nn.Module):
     def __init__(self, dim: int, hidden_dim: int, act_layer: type[nn.Module] = nn.SiLU,
                  drop: float = 0.0) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.fc1 = FastLinear(dim, hidden_dim)
         self.act = act_layer()
         self.drop = nn.Dropout(drop)
-        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.fc2 = FastLinear(hidden_dim, dim)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc2(self.drop(self.act(self.fc1(x))))
@@ -265,6 +327,7 @@ def count_parameters(module: nn.Module) -> int:
 
 
 __all__ = [
-    'make_divisible', 'InvertedResidual', 'SeparableConv', 'MultiHeadSelfAttention', 'FeedForward',
+    'make_divisible', 'InvertedResidual', 'SeparableConv', 'FastConv2d', 'FastLinear', 'MultiHeadSelfAttention',
+    'FeedForward',
     'PreNormTransformerLayer', 'freeze_module', 'set_norm_eval', 'count_parameters',
 ]

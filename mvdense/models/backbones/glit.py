@@ -42,7 +42,7 @@ from mmcv.cnn.bricks import DropPath
 from torch import Tensor, nn
 
 from ...registry import MODELS
-from ..layers import FeedForward, attention
+from ..layers import FastLinear, FeedForward, attention
 from .base import BaseBackbone, check_out_indices, lookup_arch
 
 NUM_GROUPS = 3  # GLiT splits the channels (and heads) in thirds.
@@ -130,8 +130,8 @@ class GroupAttention(nn.Module):
         if inner % heads:
             raise ValueError(f'GLiT attention width {inner} is not divisible by {heads} heads')
         self.heads = heads
-        self.qkv = nn.Linear(channels, 3 * inner)
-        self.proj = nn.Linear(inner, channels)
+        self.qkv = FastLinear(channels, 3 * inner)
+        self.proj = FastLinear(inner, channels)
 
     def forward(self, x: Tensor) -> Tensor:
         batch, tokens, _ = x.shape
@@ -355,7 +355,7 @@ class GLiT(BaseBackbone):
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.head = None
         if num_classes:
-            self.head = nn.Sequential(nn.Dropout(drop_rate), nn.Linear(dim, num_classes))
+            self.head = nn.Sequential(nn.Dropout(drop_rate), FastLinear(dim, num_classes))
         self.out_channels = [dim] * len(self.out_indices)
         self.out_strides = [patch_size] * len(self.out_indices)
         self.freeze_stages()

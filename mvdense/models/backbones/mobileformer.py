@@ -53,7 +53,7 @@ from mmcv.cnn.bricks import DropPath
 from torch import Tensor, nn
 
 from ...registry import MODELS
-from ..layers import attention, conv2d, fast_inference, is_channels_last
+from ..layers import FastLinear, attention, conv2d, fast_inference, is_channels_last
 from .base import BaseBackbone, check_out_indices, lookup_arch
 
 
@@ -191,8 +191,8 @@ class DyReLU(nn.Module):
         super().__init__()
         self.channels = channels
         self.coefficients = nn.Sequential(
-            nn.Linear(token_dim, token_dim // reduction), nn.ReLU(inplace=True),
-            nn.Linear(token_dim // reduction, 2 * channels), nn.Hardsigmoid())
+            FastLinear(token_dim, token_dim // reduction), nn.ReLU(inplace=True),
+            FastLinear(token_dim // reduction, 2 * channels), nn.Hardsigmoid())
         # h_sigmoid gives [0, 1]; the authors map it to (a - 0.5) * 2 + 1 and (a - 0.5) * 2, i.e. 2a + 0 and
         # 2a - 1: the offsets, as a constant (not in the state dict).
         self.register_buffer('slope_offsets', torch.tensor([[0.0], [-1.0]]), persistent=False)
@@ -395,9 +395,9 @@ class MobileToFormer(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         self.scale = (channels // num_heads) ** -0.5
-        self.q = nn.Linear(token_dim, channels)
-        self.gate = nn.Linear(token_dim, channels)
-        self.proj = nn.Linear(channels, token_dim)
+        self.q = FastLinear(token_dim, channels)
+        self.gate = FastLinear(token_dim, channels)
+        self.proj = FastLinear(channels, token_dim)
         self.norm = nn.LayerNorm(token_dim)
         self.drop_path = DropPath(drop_path_rate)
 
@@ -435,11 +435,11 @@ class Former(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         self.scale = (token_dim // num_heads) ** -0.5
-        self.q = nn.Linear(token_dim, token_dim)
-        self.proj = nn.Linear(token_dim, token_dim)
+        self.q = FastLinear(token_dim, token_dim)
+        self.proj = FastLinear(token_dim, token_dim)
         self.norm1 = nn.LayerNorm(token_dim)
-        self.ffn = nn.Sequential(nn.Linear(token_dim, ffn_ratio * token_dim), nn.GELU(),
-                                 nn.Linear(ffn_ratio * token_dim, token_dim))
+        self.ffn = nn.Sequential(FastLinear(token_dim, ffn_ratio * token_dim), nn.GELU(),
+                                 FastLinear(ffn_ratio * token_dim, token_dim))
         self.norm2 = nn.LayerNorm(token_dim)
         self.drop_path = DropPath(drop_path_rate)
 
@@ -472,8 +472,8 @@ class FormerToMobile(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         self.scale = (channels // num_heads) ** -0.5
-        self.k = nn.Linear(token_dim, channels)
-        self.v = nn.Linear(token_dim, channels)
+        self.k = FastLinear(token_dim, channels)
+        self.v = FastLinear(token_dim, channels)
         self.drop_path = DropPath(drop_path_rate)
         # [h, 1, C]: 1 where channel c belongs to head i (constants, not in the state dict); the key mask
         # carries the attention scale, so that masking also scales (k * scale, as the NCHW path does).
@@ -645,10 +645,10 @@ class ClassifierHead(nn.Module):
         expanded = HEAD_EXPANSION * in_channels
         self.groups = groups
         self.conv = conv_bn(in_channels, expanded, 1, groups=groups, norm_cfg=norm_cfg)
-        self.fc = nn.Linear(expanded + token_dim, hidden_channels)
+        self.fc = FastLinear(expanded + token_dim, hidden_channels)
         self.fc_norm = nn.BatchNorm1d(hidden_channels)
         self.dropout = nn.Dropout(drop_rate)
-        self.classifier = nn.Linear(hidden_channels, num_classes)
+        self.classifier = FastLinear(hidden_channels, num_classes)
 
     def forward(self, x: Tensor, token: Tensor) -> Tensor:
         x = F.relu6(run_conv_bn(self.conv, channel_shuffle(x, self.groups)), inplace=True)

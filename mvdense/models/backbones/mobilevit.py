@@ -27,7 +27,7 @@ from mmcv.cnn import ConvModule
 from torch import Tensor, nn
 
 from ...registry import MODELS
-from ..layers import InvertedResidual, PreNormTransformerLayer
+from ..layers import FastLinear, InvertedResidual, PreNormTransformerLayer
 from .base import BaseBackbone, check_out_indices, lookup_arch
 
 
@@ -255,7 +255,7 @@ class MobileViT(BaseBackbone):
         if num_classes:
             self.head = nn.Sequential(OrderedDict(
                 pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(), dropout=nn.Dropout(drop_rate),
-                fc=nn.Linear(arch['final_channels'], num_classes)))
+                fc=FastLinear(arch['final_channels'], num_classes)))
         self.out_channels = [stage_channels[i] for i in self.out_indices]
         self.out_strides = [stage_strides[i] for i in self.out_indices]
         self.freeze_stages()
