@@ -10,13 +10,12 @@ a ratio (paired, alternating runs; median). :class:`mvdense.models.layers.FastLi
 """
 from __future__ import annotations
 
-import argparse
 from functools import partial
 
 import torch
 import torch.nn.functional as F
 
-from mvdense.benchmark import cpu_and_load, paired_ratio
+from mvdense.benchmark import kernel_benchmark_setup, paired_ratio
 from mvdense.models.layers import ONEDNN_LINEAR_MIN_MADDS
 
 
@@ -30,13 +29,8 @@ def shapes() -> list[tuple[int, int, int]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--threads', type=int, default=1)
-    parser.add_argument('--repeats', type=int, default=100)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    print(f'{cpu_and_load()}, {args.threads} thread(s), torch {torch.__version__}, float32; mvdense uses oneDNN '
-          f'from {ONEDNN_LINEAR_MIN_MADDS / 1e6:.2f} M MAdds\n')
+    repeats = kernel_benchmark_setup(__doc__.splitlines()[0], 100,
+                                     f'float32; mvdense uses oneDNN from {ONEDNN_LINEAR_MIN_MADDS / 1e6:.2f} M MAdds')
     print('| rows x in -> out | MAdds (M) | ATen (us) | oneDNN / ATen |')
     print('|---|---|---|---|')
     with torch.inference_mode():
@@ -45,7 +39,7 @@ def main() -> None:
             packed = torch.ops.mkldnn._reorder_linear_weight(weight)
             ratio, aten = paired_ratio(partial(F.linear, x, weight, bias),
                                        partial(torch.ops.mkldnn._linear_pointwise, x, packed, bias, 'none', [], ''),
-                                       args.repeats, warmup=10)
+                                       repeats, warmup=10)
             print(f'| {rows} x {k} -> {n} | {rows * k * n / 1e6:.3f} | {aten * 1e3:.1f} | {ratio:.2f} |', flush=True)
 
 

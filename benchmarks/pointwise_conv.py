@@ -12,13 +12,12 @@ A benchmark, not a test: run it on a quiet machine.
 """
 from __future__ import annotations
 
-import argparse
 from functools import partial
 
 import torch
 import torch.nn.functional as F
 
-from mvdense.benchmark import cpu_and_load, paired_ratio
+from mvdense.benchmark import kernel_benchmark_setup, paired_ratio
 from mvdense.models.layers import ONEDNN_POINTWISE_MIN_MADDS
 
 
@@ -50,18 +49,13 @@ def print_rows(rows: list[tuple[int, int, int]], groups: int, repeats: int) -> N
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--threads', type=int, default=1)
-    parser.add_argument('--repeats', type=int, default=15)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    print(f'{cpu_and_load()}, {args.threads} thread(s), torch {torch.__version__}, '
-          f'batch 1, float32, channels-last; mvdense uses oneDNN for one-group convs above '
-          f'{ONEDNN_POINTWISE_MIN_MADDS / 1e6:.1f} M MAdds, for grouped ones always\n')
+    repeats = kernel_benchmark_setup(__doc__.splitlines()[0], 15,
+                                     f'batch 1, float32, channels-last; mvdense uses oneDNN for one-group convs above '
+                                     f'{ONEDNN_POINTWISE_MIN_MADDS / 1e6:.1f} M MAdds, for grouped ones always')
     with torch.no_grad():
-        print_rows(shapes(), groups=1, repeats=args.repeats)
+        print_rows(shapes(), groups=1, repeats=repeats)
         print()
-        print_rows(grouped_shapes(), groups=4, repeats=args.repeats)
+        print_rows(grouped_shapes(), groups=4, repeats=repeats)
 
 
 if __name__ == '__main__':

@@ -458,6 +458,18 @@ def paired_ratio(first: Callable[[], object], second: Callable[[], object], repe
     return statistics.median(b / a for a, b in zip(first_ms, second_ms)), statistics.median(first_ms)
 
 
+def kernel_benchmark_setup(description: str, repeats: int, what: str) -> int:
+    """The command line of a kernel benchmark (``--threads``, ``--repeats``): sets the threads, prints the
+    machine line ending with ``what``; returns the repeats."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('--threads', type=int, default=1)
+    parser.add_argument('--repeats', type=int, default=repeats)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f'{cpu_and_load()}, {args.threads} thread(s), torch {torch.__version__}, {what}\n')
+    return args.repeats
+
+
 def _set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
     torch.set_num_interop_threads(1)
