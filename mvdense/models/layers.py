@@ -162,9 +162,10 @@ class FastLinear(nn.Linear):
     """``nn.Linear`` (same parameters and state dict) that at inference runs a large float32 CPU product
     through oneDNN, with the weight packed once into oneDNN's layout (kept until the weight changes).
 
-    Why: ATen's ``addmm`` measured about half as fast as oneDNN on every Linear of our models above
-    :data:`ONEDNN_LINEAR_MIN_MADDS` on our CPU, from 6 Mobile-Former tokens to MobileViT's thousands of
-    patch tokens (``benchmarks/linear.py``); below it the call's fixed cost dominates. Same function;
+    Why: ATen's ``addmm`` measured about half as fast as oneDNN on every Linear product of our models
+    above :data:`ONEDNN_LINEAR_MIN_MADDS` on our CPU, from the E2E head's 106 query tokens to MobileViT's
+    thousands of patch tokens (``benchmarks/linear.py``); below it (most of Mobile-Former's 6-token
+    Linears) the call's fixed cost dominates. Same function;
     the sums are accumulated in another order (float rounding). Only where :func:`fast_inference` holds,
     not under CPU autocast, and not in an ONNX export; everywhere else ``F.linear``.
 
