@@ -6,6 +6,7 @@ compose these blocks from tables.
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Callable
 
 import torch
@@ -159,48 +160,57 @@ ONEDNN_LINEAR_MIN_MADDS = 2**20
 
 
 class FastLinear(nn.Linear):
-    """``nn.Linear`` (same parameters and state dict) that at inference runs a large float32 CPU product
-    through oneDNN, with the weight packed once into oneDNN's layout (kept until the weight changes).
-
-    Why: ATen's ``addmm`` measured about half as fast as oneDNN on every Linear product of our models
-    above :data:`ONEDNN_LINEAR_MIN_MADDS` on our CPU, from the E2E head's 106 query tokens to MobileViT's
-    thousands of patch tokens (``benchmarks/linear.py``); below it (most of Mobile-Former's 6-token
-    Linears) the call's fixed cost dominates. Same function;
-    the sums are accumulated in another order (float rounding). Only where :func:`fast_inference` holds,
-    not under CPU autocast, and not in an ONNX export; everywhere else ``F.linear``.
-
+    """``nn.Linear`` (same parameters and state dict) whose product is :func:`linear`: at inference a large
+    float32 CPU product runs through oneDNN with the weight packed once.
     ``mvdense.deploy.optimize.prepare_for_inference`` turns a model's plain ``nn.Linear`` into these.
 
     Shape: [..., in_features] -> [..., out_features].
     """
 
     def forward(self, input: Tensor) -> Tensor:
-        if not self._onednn_applies(input):
-            return F.linear(input, self.weight, self.bias)
-        return torch.ops.mkldnn._linear_pointwise(input, self._packed_weight(), self.bias, 'none', [], '')
+        return linear(input, self.weight, self.bias, owner=self)
 
-    def _onednn_applies(self, x: Tensor) -> bool:
-        weight = self.weight   # the size first: it turns most small token Linears away cheaply
-        return (x.numel() * self.out_features >= ONEDNN_LINEAR_MIN_MADDS and x.dim() >= 2
-                and x.device.type == 'cpu' and x.dtype == torch.float32 and weight.dtype == torch.float32
-                and fast_inference() and not weight.is_inference() and not cpu_autocast_enabled()
-                and not torch.onnx.is_in_onnx_export() and onednn_linear_available())
 
-    def _packed_weight(self) -> Tensor:
-        """The weight in oneDNN's blocked layout (an opaque tensor), packed again when it changes."""
-        key = (self.weight.data_ptr(), self.weight._version)
-        entry = self.__dict__.get('_onednn_weight')
-        if entry is None or entry[0] != key:
-            with torch.inference_mode(False), torch.no_grad():
-                entry = (key, torch.ops.mkldnn._reorder_linear_weight(self.weight.detach()))
-            self.__dict__['_onednn_weight'] = entry
-        return entry[1]
+# Packed weights (oneDNN's blocked layout: opaque tensors without storage, which cannot be copied or
+# pickled) per owning module, outside the module so that deepcopy / pickle never meet them.
+_PACKED_WEIGHTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    def __getstate__(self) -> dict:
-        # The packed weight cannot be copied or pickled (no storage); it is rebuilt on first use.
-        state = dict(super().__getstate__())
-        state.pop('_onednn_weight', None)
-        return state
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None, owner: nn.Module) -> Tensor:
+    """``F.linear``; at inference a product of at least :data:`ONEDNN_LINEAR_MIN_MADDS` on float32 CPU
+    tensors runs through oneDNN, with ``weight`` packed into oneDNN's layout once and kept for ``owner``
+    (the module holding the weight) until the weight changes (its storage or version counter).
+
+    Why: ATen's ``addmm`` measured about half as fast as oneDNN on every Linear product of our models
+    above the threshold on our CPU, from the E2E head's 106 query tokens to MobileViT's thousands of patch
+    tokens (``benchmarks/linear.py``); below it (most of Mobile-Former's 6-token Linears) the call's fixed
+    cost dominates. Same function; the sums are accumulated in another order (float rounding). Only where
+    :func:`fast_inference` holds, not under CPU autocast, and not in an ONNX export.
+
+    Shape: x [..., in], weight [out, in] -> [..., out].
+    """
+    if not _onednn_linear_applies(x, weight):
+        return F.linear(x, weight, bias)
+    return torch.ops.mkldnn._linear_pointwise(x, _packed_weight(owner, weight), bias, 'none', [], '')
+
+
+def _onednn_linear_applies(x: Tensor, weight: Tensor) -> bool:
+    # The size first: it turns most small token Linears away cheaply.
+    return (x.numel() * weight.shape[0] >= ONEDNN_LINEAR_MIN_MADDS and x.dim() >= 2
+            and x.device.type == 'cpu' and x.dtype == torch.float32 and weight.dtype == torch.float32
+            and fast_inference() and not weight.is_inference() and not cpu_autocast_enabled()
+            and not torch.onnx.is_in_onnx_export() and onednn_linear_available())
+
+
+def _packed_weight(owner: nn.Module, weight: Tensor) -> Tensor:
+    """``weight`` in oneDNN's blocked layout, packed again when it changes."""
+    key = (weight.data_ptr(), weight._version, tuple(weight.shape))
+    entry = _PACKED_WEIGHTS.get(owner)
+    if entry is None or entry[0] != key:
+        with torch.inference_mode(False), torch.no_grad():
+            entry = (key, torch.ops.mkldnn._reorder_linear_weight(weight.detach()))
+        _PACKED_WEIGHTS[owner] = entry
+    return entry[1]
 
 
 def onednn_linear_available() -> bool:
