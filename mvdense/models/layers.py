@@ -133,10 +133,17 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padd
 def _onednn_pointwise(x: Tensor, weight: Tensor, stride, padding, dilation, groups: int) -> bool:
     """Whether :func:`conv2d` should run this conv through oneDNN."""
     return (tuple(weight.shape[-2:]) == (1, 1) and _all_equal(stride, 1) and _all_equal(padding, 0)
-            and _all_equal(dilation, 1) and x.device.type == 'cpu' and x.dtype == torch.float32
-            and x.dim() == 4 and (groups > 1 or x.numel() * weight.shape[0] >= ONEDNN_POINTWISE_MIN_MADDS)
-            and is_channels_last(x) and fast_inference() and not torch.onnx.is_in_onnx_export()
-            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
+            and _all_equal(dilation, 1) and x.dim() == 4
+            and (groups > 1 or x.numel() * weight.shape[0] >= ONEDNN_POINTWISE_MIN_MADDS)
+            and is_channels_last(x) and _onednn_inference(x))
+
+
+def _onednn_inference(x: Tensor) -> bool:
+    """What every direct oneDNN call of ours needs: a float32 CPU input, the inference fast path
+    (:func:`fast_inference`), no ONNX export, and oneDNN built in and enabled."""
+    return (x.device.type == 'cpu' and x.dtype == torch.float32 and fast_inference()
+            and not torch.onnx.is_in_onnx_export() and torch.backends.mkldnn.enabled
+            and torch.backends.mkldnn.is_available())
 
 
 def _all_equal(value, expected: int) -> bool:
@@ -197,9 +204,8 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None, owner: nn.Module) -> 
 def _onednn_linear_applies(x: Tensor, weight: Tensor) -> bool:
     # The size first: it turns most small token Linears away cheaply.
     return (x.numel() * weight.shape[0] >= ONEDNN_LINEAR_MIN_MADDS and x.dim() >= 2
-            and x.device.type == 'cpu' and x.dtype == torch.float32 and weight.dtype == torch.float32
-            and fast_inference() and not weight.is_inference() and not cpu_autocast_enabled()
-            and not torch.onnx.is_in_onnx_export() and onednn_linear_available())
+            and weight.dtype == torch.float32 and not weight.is_inference() and not cpu_autocast_enabled()
+            and _onednn_inference(x) and _has_onednn_linear_ops())
 
 
 def _packed_weight(owner: nn.Module, weight: Tensor) -> Tensor:
@@ -213,16 +219,10 @@ def _packed_weight(owner: nn.Module, weight: Tensor) -> Tensor:
     return entry[1]
 
 
-def onednn_linear_available() -> bool:
-    """Whether oneDNN's Linear ops can run: built into this torch and not disabled."""
-    return torch.backends.mkldnn.enabled and _has_onednn_linear_ops()
-
-
 @functools.cache
 def _has_onednn_linear_ops() -> bool:
-    """Whether this torch build has oneDNN and the Linear ops its CPU compiler uses (torch >= 2.0)."""
-    return (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, '_linear_pointwise')
-            and hasattr(torch.ops.mkldnn, '_reorder_linear_weight'))
+    """Whether this torch build has the oneDNN Linear ops its CPU compiler uses (torch >= 2.0)."""
+    return hasattr(torch.ops.mkldnn, '_linear_pointwise') and hasattr(torch.ops.mkldnn, '_reorder_linear_weight')
 
 
 def cpu_autocast_enabled() -> bool:
@@ -339,6 +339,5 @@ def count_parameters(module: nn.Module) -> int:
 
 __all__ = [
     'make_divisible', 'InvertedResidual', 'SeparableConv', 'FastConv2d', 'FastLinear', 'MultiHeadSelfAttention',
-    'FeedForward',
-    'PreNormTransformerLayer', 'freeze_module', 'set_norm_eval', 'count_parameters',
+    'FeedForward', 'PreNormTransformerLayer', 'freeze_module', 'set_norm_eval', 'count_parameters',
 ]
