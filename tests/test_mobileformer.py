@@ -95,6 +95,18 @@ def test_channel_shuffle_interleaves_groups():
     assert channel_shuffle(x, 1) is x
 
 
+@pytest.mark.parametrize('grad', [False, True])
+def test_channel_shuffle_of_a_channels_last_map(grad):
+    """The channels-last shuffle (index_select at inference, a transpose under autograd) is the NCHW one and
+    stays channels-last."""
+    x = torch.randn(2, 12, 3, 5)
+    expected = x.view(2, 3, 4, 3, 5).transpose(1, 2).reshape(2, 12, 3, 5)
+    with torch.set_grad_enabled(grad):
+        out = channel_shuffle(x.contiguous(memory_format=torch.channels_last), 3)
+    assert torch.equal(out, expected)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_dyrelu_slopes_span_the_authors_ranges():
     act = DyReLU(channels=3, token_dim=8)
     x = torch.tensor([-1.0, 2.0, 0.5]).view(1, 3, 1, 1)

@@ -42,6 +42,7 @@ for an accident of their layout.
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -166,15 +167,33 @@ def add_residual(out: Tensor, residual: Tensor, drop_path: nn.Module | None = No
 
 def channel_shuffle(x: Tensor, groups: int) -> Tensor:
     """ShuffleNet's shuffle: [B, C, H, W] seen as [B, groups, C / groups, H, W], the two group axes
-    swapped. ``groups=1`` returns ``x`` untouched."""
+    swapped. ``groups=1`` returns ``x`` untouched.
+
+    On a channels-last map the permutation moves C-element rows of the NHWC storage: at inference one
+    ``index_select`` over each row (2-4x faster than the strided copy of a transpose with few channels
+    per group, e.g. 31 vs 76 us for 36 channels at 56², one thread); with autograd on, the transpose,
+    whose backward is another transpose. The result stays channels-last.
+    """
     if groups == 1:
         return x
     batch, channels, height, width = x.shape
-    if is_channels_last(x):   # the same permutation of the NHWC storage: stays channels-last
+    if is_channels_last(x) and fast_inference():
+        rows = x.permute(0, 2, 3, 1).reshape(-1, channels)                          # [BHW, C] view
+        order = shuffled_order(channels, groups, x.device)
+        return rows.index_select(1, order).view(batch, height, width, channels).permute(0, 3, 1, 2)
+    if is_channels_last(x):
         x = x.permute(0, 2, 3, 1).reshape(batch, height, width, groups, channels // groups).transpose(3, 4)
         return x.reshape(batch, height, width, channels).permute(0, 3, 1, 2)
     x = x.view(batch, groups, channels // groups, height, width).transpose(1, 2)
     return x.reshape(batch, channels, height, width)
+
+
+@functools.cache
+def shuffled_order(channels: int, groups: int, device: torch.device) -> Tensor:
+    """[C]: the input channel at each output position of :func:`channel_shuffle` (an ordinary tensor,
+    even when first asked for under ``inference_mode``)."""
+    with torch.inference_mode(False):
+        return torch.arange(channels, device=device).view(groups, -1).t().reshape(-1)
 
 
 class DyReLU(nn.Module):
