@@ -76,8 +76,10 @@ def test_grouped_pointwise_conv_runs_through_onednn_even_when_small(one_thread):
     torch.testing.assert_close(out, reference, rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize('case', ['grad', 'nchw', 'small', '3x3', 'stride2', 'grouped-nchw'])
+@pytest.mark.parametrize('case', ['grad', 'nchw', 'small', '3x3', 'stride2', 'grouped-nchw', 'autocast',
+                                  'grouped-autocast'])
 def test_other_convs_keep_aten_s_kernel(one_thread, case):
+    """Autocast included: a direct oneDNN call would bypass its casts and return float32."""
     x, weight, kwargs = channels_last_map(128, 40), torch.randn(256, 128, 1, 1), {}
     if case == 'nchw':
         x = x.contiguous()
@@ -89,7 +91,10 @@ def test_other_convs_keep_aten_s_kernel(one_thread, case):
         kwargs = dict(stride=2)
     elif case == 'grouped-nchw':
         x, weight, kwargs = x.contiguous(), torch.randn(256, 64, 1, 1), dict(groups=2)
-    with torch.set_grad_enabled(case == 'grad'):
+    elif case == 'grouped-autocast':
+        weight, kwargs = torch.randn(256, 32, 1, 1), dict(groups=4)
+    context = torch.autocast('cpu', dtype=torch.bfloat16) if 'autocast' in case else contextlib.nullcontext()
+    with torch.set_grad_enabled(case == 'grad'), context:
         assert conv_kernels(lambda: conv2d(x, weight, **kwargs)) == conv_kernels(lambda: F.conv2d(x, weight, **kwargs))
         torch.testing.assert_close(conv2d(x, weight, **kwargs), F.conv2d(x, weight, **kwargs))
 

@@ -121,7 +121,7 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padd
     :data:`ONEDNN_POINTWISE_MIN_MADDS`, and on grouped ones (Mobile-Former-26M's) at every size we run,
     up to 4x at 56² (``benchmarks/pointwise_conv.py``). With more threads ATen picks oneDNN itself: the
     same kernel. Same function; the sums are accumulated in another order (float rounding). Only where
-    :func:`fast_inference` holds, and not in an ONNX export.
+    :func:`fast_inference` holds, not under CPU autocast, and not in an ONNX export.
 
     Shape: x [B, C_in, H, W], weight [C_out, C_in / groups, kh, kw] -> [B, C_out, H', W'].
     """
@@ -140,10 +140,11 @@ def _onednn_pointwise(x: Tensor, weight: Tensor, stride, padding, dilation, grou
 
 def _onednn_inference(x: Tensor) -> bool:
     """What every direct oneDNN call of ours needs: a float32 CPU input, the inference fast path
-    (:func:`fast_inference`), no ONNX export, and oneDNN built in and enabled."""
+    (:func:`fast_inference`), no CPU autocast (a direct call would bypass its casts and compute in float32),
+    no ONNX export, and oneDNN built in and enabled."""
     return (x.device.type == 'cpu' and x.dtype == torch.float32 and fast_inference()
-            and not torch.onnx.is_in_onnx_export() and torch.backends.mkldnn.enabled
-            and torch.backends.mkldnn.is_available())
+            and not cpu_autocast_enabled() and not torch.onnx.is_in_onnx_export()
+            and torch.backends.mkldnn.enabled and torch.backends.mkldnn.is_available())
 
 
 def _all_equal(value, expected: int) -> bool:
@@ -204,8 +205,8 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None, owner: nn.Module) -> 
 def _onednn_linear_applies(x: Tensor, weight: Tensor) -> bool:
     # The size first: it turns most small token Linears away cheaply.
     return (x.numel() * weight.shape[0] >= ONEDNN_LINEAR_MIN_MADDS and x.dim() >= 2
-            and weight.dtype == torch.float32 and not weight.is_inference() and not cpu_autocast_enabled()
-            and _onednn_inference(x) and _has_onednn_linear_ops())
+            and weight.dtype == torch.float32 and not weight.is_inference() and _onednn_inference(x)
+            and _has_onednn_linear_ops())
 
 
 def _packed_weight(owner: nn.Module, weight: Tensor) -> Tensor:
