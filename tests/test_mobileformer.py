@@ -226,6 +226,24 @@ def test_deployed_model_matches_and_has_no_batchnorm():
         assert_outputs_close(model(x[:1]), deployed(x[:1]))
 
 
+@pytest.mark.parametrize('arch', ['151m', '26m'])
+@pytest.mark.parametrize('prepared', [False, True])
+def test_inference_under_autocast_takes_the_reference_path(arch, prepared):
+    """Under autocast (e.g. a test loop with fp16 on) the fast path would mix bfloat16 maps with float32
+    in-place updates; the reference path runs instead and matches float32 to bfloat16 precision."""
+    model = randomize_norms_(MobileFormer(arch, num_classes=10, with_tokens=True), seed=3).eval()
+    if prepared:
+        model = prepare_for_inference(model)
+    x = torch.rand(2, 3, 64, 80)
+    with torch.no_grad():
+        reference = model.forward_classifier(x)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            out = model.forward_classifier(x)
+            maps = model(x)
+    assert out.dtype == torch.bfloat16 and len(maps) == 5
+    assert (out.float() - reference).abs().max() <= 0.05 * reference.abs().max()
+
+
 def test_dyrelu_as_scaled_prelu_covers_every_sign_case():
     """max(a1 z, a2 z) = prelu(k z, w), including the hi = max(a1, a2) = 0 channels (a1 = 0, a2 <= 0)."""
     act = DyReLU(channels=4, token_dim=8).eval()

@@ -93,9 +93,11 @@ onnx_attention: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None
 
 
 def fast_inference() -> bool:
-    """Whether the inference fast paths apply: autograd is off and nothing traces the graph (ONNX export
-    and the MAdds counter trace the reference formulation)."""
-    return not torch.is_grad_enabled() and not torch.jit.is_tracing()
+    """Whether the inference fast paths apply: autograd is off, autocast is off (the fast paths fold
+    float32 parameters into convs, write results in place and call oneDNN directly, which autocast's mixed
+    dtypes break or bypass) and nothing traces the graph (ONNX export and the MAdds counter trace the
+    reference formulation)."""
+    return not torch.is_grad_enabled() and not autocast_enabled() and not torch.jit.is_tracing()
 
 
 def is_channels_last(x: Tensor) -> bool:
@@ -140,11 +142,11 @@ def _onednn_pointwise(x: Tensor, weight: Tensor, stride, padding, dilation, grou
 
 def _onednn_inference(x: Tensor) -> bool:
     """What every direct oneDNN call of ours needs: a float32 CPU input, the inference fast path
-    (:func:`fast_inference`), no CPU autocast (a direct call would bypass its casts and compute in float32),
-    no ONNX export, and oneDNN built in and enabled."""
+    (:func:`fast_inference`: no autocast, whose casts a direct call would bypass), no ONNX export, and
+    oneDNN built in and enabled."""
     return (x.device.type == 'cpu' and x.dtype == torch.float32 and fast_inference()
-            and not cpu_autocast_enabled() and not torch.onnx.is_in_onnx_export()
-            and torch.backends.mkldnn.enabled and torch.backends.mkldnn.is_available())
+            and not torch.onnx.is_in_onnx_export() and torch.backends.mkldnn.enabled
+            and torch.backends.mkldnn.is_available())
 
 
 def _all_equal(value, expected: int) -> bool:
@@ -224,6 +226,16 @@ def _packed_weight(owner: nn.Module, weight: Tensor) -> Tensor:
 def _has_onednn_linear_ops() -> bool:
     """Whether this torch build has the oneDNN Linear ops its CPU compiler uses (torch >= 2.0)."""
     return hasattr(torch.ops.mkldnn, '_linear_pointwise') and hasattr(torch.ops.mkldnn, '_reorder_linear_weight')
+
+
+def autocast_enabled() -> bool:
+    """Whether CPU or CUDA autocast is on."""
+    if cpu_autocast_enabled():
+        return True
+    try:
+        return torch.is_autocast_enabled('cuda')
+    except TypeError:   # torch 2.1: no device argument; the call reports CUDA
+        return torch.is_autocast_enabled()
 
 
 def cpu_autocast_enabled() -> bool:
