@@ -95,9 +95,19 @@ onnx_attention: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None
 def fast_inference() -> bool:
     """Whether the inference fast paths apply: autograd is off, autocast is off (the fast paths fold
     float32 parameters into convs, write results in place and call oneDNN directly, which autocast's mixed
-    dtypes break or bypass) and nothing traces the graph (ONNX export and the MAdds counter trace the
-    reference formulation)."""
-    return not torch.is_grad_enabled() and not autocast_enabled() and not torch.jit.is_tracing()
+    dtypes break or bypass) and nothing traces or compiles the graph (ONNX export and the MAdds counter
+    trace the reference formulation; ``torch.compile`` compiles it, with its own fusions and packed
+    weights, and could not compile the fast path's cached weights and direct oneDNN calls)."""
+    return (not torch.is_grad_enabled() and not autocast_enabled() and not torch.jit.is_tracing()
+            and not is_compiling())
+
+
+def is_compiling() -> bool:
+    """Whether ``torch.compile`` is tracing the code (``torch._dynamo.is_compiling`` before torch 2.3)."""
+    compiler = getattr(torch, 'compiler', None)
+    if compiler is not None and hasattr(compiler, 'is_compiling'):
+        return compiler.is_compiling()
+    return torch._dynamo.is_compiling()
 
 
 def is_channels_last(x: Tensor) -> bool:
@@ -205,9 +215,10 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None, owner: nn.Module) -> 
 
 
 def _onednn_linear_applies(x: Tensor, weight: Tensor) -> bool:
-    # The size first: it turns most small token Linears away cheaply.
+    # The size first: it turns most small token Linears away cheaply; the weight's inference flag after
+    # _onednn_inference, which is False under torch.compile (that cannot trace the flag).
     return (x.numel() * weight.shape[0] >= ONEDNN_LINEAR_MIN_MADDS and x.dim() >= 2
-            and weight.dtype == torch.float32 and not weight.is_inference() and _onednn_inference(x)
+            and weight.dtype == torch.float32 and _onednn_inference(x) and not weight.is_inference()
             and _has_onednn_linear_ops())
 
 
