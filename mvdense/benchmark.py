@@ -28,7 +28,9 @@ What is measured, and how:
   to end is the raw network + our post-processing (:mod:`mvdense.deploy.postprocess`: mmdet's boxes,
   with top-k instead of a full sort and per-class NMS), our deployment path in torch. ``onnxruntime``: the part exported by ``torch.onnx.export`` (TorchScript exporter, opset 17) and run
   by onnxruntime's CPU provider with all graph optimisations; end to end adds our post-processing
-  (:mod:`mvdense.deploy.postprocess`) on its outputs (ours only).
+  (:mod:`mvdense.deploy.postprocess`) on its outputs (ours only). ``compiled`` (asked for by name;
+  backbone and network, ours and peers): ``torch.compile`` of the eager part with its default backend,
+  compiled during the first warm-up run.
 * Latency: batch 1, fp32, ``threads`` intra-op threads (torch and onnxruntime alike), ``warmup`` runs
   then ``repeats`` timed runs (``time.perf_counter``); median and p10-p90.
 * Parameters: of the module of the part (the network for end to end). MAdds:
@@ -64,7 +66,9 @@ from .apis.inference import DETECTION, SEGMENTATION, init_model, load_config, mo
 from .utils.complexity import count_madds
 
 PARTS = ('backbone', 'network', 'end-to-end')
-RUNTIMES = ('eager', 'default', 'deploy', 'onnxruntime')
+RUNTIMES = ('eager', 'default', 'deploy', 'onnxruntime', 'compiled')
+# ``compiled`` (torch.compile of the network part, compiled during the warm-up) is asked for by name only.
+DEFAULT_RUNTIMES = ('eager', 'default', 'deploy', 'onnxruntime')
 MADDS_TOOL = 'mvdense.utils.complexity.count_madds (mmengine FlopAnalyzer conventions)'
 TIMM_BACKBONE_PEERS = {'MobileViT': lambda backbone_cfg: f'mobilevit_{backbone_cfg["arch"]}'}
 TORCHVISION_PEERS = {DETECTION: 'ssdlite320_mobilenet_v3_large', SEGMENTATION: 'deeplabv3_mobilenet_v3_large'}
@@ -428,10 +432,20 @@ def _import_libraries() -> None:
 
 def build_workload(subject: Subject, runtime: str, input_size: tuple[int, int], onnx_path: str | None,
                    threads: int) -> Workload:
-    """The workload of ``subject`` in ``runtime`` (eager, default, deploy or onnxruntime)."""
+    """The workload of ``subject`` in ``runtime`` (eager, default, deploy, onnxruntime or compiled)."""
     if runtime == 'onnxruntime':
         return build_onnx_workload(subject, input_size, onnx_path, threads)
+    if runtime == 'compiled':
+        return compiled_workload(build_torch_workload(subject, input_size, 'eager'))
     return build_torch_workload(subject, input_size, runtime)
+
+
+def compiled_workload(eager: Workload) -> Workload:
+    """``torch.compile`` (default backend, inductor) of an eager workload's network part, as built: the
+    first call, a warm-up one, compiles. Our models' inference fast paths are off while compiling; the
+    compiler sees the reference formulation."""
+    compiled = torch.compile(eager.module)
+    return Workload(lambda: compiled(eager.example), eager.module, eager.example)
 
 
 def time_alternating(first: Callable[[], object], second: Callable[[], object], warmup: int,
@@ -523,7 +537,7 @@ class Settings:
     threads: int = 1
     repeats: int = 50
     warmup: int = 10
-    runtimes: tuple[str, ...] = RUNTIMES
+    runtimes: tuple[str, ...] = DEFAULT_RUNTIMES
     onnx_dir: str = ''
 
 
@@ -539,11 +553,12 @@ def launch_worker(job: dict, settings: Settings) -> dict:
 
 
 def runtimes_for(subject: Subject, settings: Settings) -> list[str]:
-    """Our subjects get every runtime asked for (``default`` end to end only: elsewhere it is ``deploy``);
-    peers get eager and onnxruntime (not end to end)."""
+    """Our subjects get every runtime asked for (``default`` end to end only: elsewhere it is ``deploy``;
+    ``compiled`` not end to end); peers get eager, and onnxruntime and compiled but not end to end."""
+    end_to_end = subject.part == 'end-to-end'
     if subject.source != 'config':
-        return [r for r in settings.runtimes if r == 'eager' or (r == 'onnxruntime' and subject.part != 'end-to-end')]
-    return [r for r in settings.runtimes if r != 'default' or subject.part == 'end-to-end']
+        return [r for r in settings.runtimes if r == 'eager' or (r in ('onnxruntime', 'compiled') and not end_to_end)]
+    return [r for r in settings.runtimes if (r != 'default' or end_to_end) and (r != 'compiled' or not end_to_end)]
 
 
 def onnx_file(subject: Subject, settings: Settings) -> str:
@@ -674,7 +689,7 @@ def format_table(records: list[dict], peers: dict[tuple, list[tuple]]) -> str:
 
 
 def format_ratios(records: list[dict]) -> str:
-    """Speed-ups of our rows: eager / default, eager / deploy and eager / onnxruntime (and deploy /
+    """Speed-ups of our rows: eager / default, deploy, onnxruntime and compiled (and deploy /
     onnxruntime)."""
     lines = []
     for record in records:
@@ -683,7 +698,7 @@ def format_ratios(records: list[dict]) -> str:
             continue
         eager = record['median']
         parts = []
-        for runtime in ('default', 'deploy', 'onnxruntime'):
+        for runtime in ('default', 'deploy', 'onnxruntime', 'compiled'):
             other = _median(records, subject.key, runtime)
             if other:
                 parts.append(f'eager / {runtime} = {eager / other:.2f}x')
@@ -733,7 +748,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--warmup', type=int, default=10, help='untimed runs before timing')
     parser.add_argument('--threads', type=int, default=1, help='intra-op threads (torch and onnxruntime)')
     parser.add_argument('--parts', nargs='+', choices=PARTS, default=list(PARTS))
-    parser.add_argument('--runtimes', nargs='+', choices=RUNTIMES, default=list(RUNTIMES))
+    parser.add_argument('--runtimes', nargs='+', choices=RUNTIMES, default=list(DEFAULT_RUNTIMES),
+                        help='compiled: torch.compile of the backbone / network (not end to end), by name only')
     parser.add_argument('--no-peers', action='store_true', help='time our models only')
     parser.add_argument('--paired', action='store_true',
                         help='also time each of our rows alternately with its peer (and eager with deploy / '

@@ -104,12 +104,35 @@ def test_paired_comparisons_pick_peer_runtime_or_its_eager():
 
 
 def test_default_runtime_is_ours_end_to_end_only():
-    settings = Settings(runtimes=mvdense.benchmark.RUNTIMES)
+    settings = Settings(runtimes=mvdense.benchmark.DEFAULT_RUNTIMES)
     ours = {part: Subject('config', 'a.py', part, DETECTION) for part in ('network', 'end-to-end')}
     peer = Subject('torchvision', 'ssdlite320_mobilenet_v3_large', 'end-to-end', DETECTION, 'a.py')
     assert runtimes_for(ours['end-to-end'], settings) == ['eager', 'default', 'deploy', 'onnxruntime']
     assert runtimes_for(ours['network'], settings) == ['eager', 'deploy', 'onnxruntime']
     assert runtimes_for(peer, settings) == ['eager']
+
+
+def test_compiled_runtime_is_asked_for_by_name_and_never_end_to_end():
+    assert 'compiled' not in Settings().runtimes
+    settings = Settings(runtimes=mvdense.benchmark.RUNTIMES)
+    ours = {part: Subject('config', 'a.py', part, DETECTION) for part in ('backbone', 'end-to-end')}
+    peer = Subject('timm', 'mobilevit_xxs', 'backbone', DETECTION, 'a.py')
+    assert runtimes_for(ours['backbone'], settings) == ['eager', 'deploy', 'onnxruntime', 'compiled']
+    assert runtimes_for(ours['end-to-end'], settings) == ['eager', 'default', 'deploy', 'onnxruntime']
+    assert runtimes_for(peer, settings) == ['eager', 'onnxruntime', 'compiled']
+
+
+def test_compiled_workload_runs_the_compiled_part():
+    """The workload calls torch.compile's wrapper of the eager part (compiling on the first call)."""
+    module = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()).eval()
+    example = torch.rand(1, 3, 16, 16)
+    compiled = mvdense.benchmark.compiled_workload(mvdense.benchmark.Workload(lambda: None, module, example))
+    with torch.inference_mode():
+        torch._dynamo.reset()
+        out = compiled.step()
+        assert torch._dynamo.utils.counters['stats']['unique_graphs'] >= 1
+        torch.testing.assert_close(out, module(example))
+    assert compiled.module is module
 
 
 def test_default_runtime_predicts_with_the_model_prepared_as_the_tools_do():

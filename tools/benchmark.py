@@ -1,7 +1,7 @@
 """CPU benchmark of mvdense configs against timm / torchvision peers (params, MAdds, latency, memory).
 
     python tools/benchmark.py CONFIG [CONFIG ...] [--input-size H W] [--repeats N] [--threads T]
-        [--parts backbone network end-to-end] [--runtimes eager deploy onnxruntime] [--no-peers]
+        [--parts backbone network end-to-end] [--runtimes eager default deploy onnxruntime compiled] [--no-peers]
         [--paired] [--onnx-dir DIR] [--json FILE]
 
 Prints one markdown table (one row per model part and runtime) and the speed-up ratios. Every
