@@ -98,16 +98,13 @@ def fast_inference() -> bool:
     dtypes break or bypass) and nothing traces or compiles the graph (ONNX export and the MAdds counter
     trace the reference formulation; ``torch.compile`` compiles it, with its own fusions and packed
     weights, and could not compile the fast path's cached weights and direct oneDNN calls)."""
-    return (not torch.is_grad_enabled() and not autocast_enabled() and not torch.jit.is_tracing()
-            and not is_compiling())
+    return (not torch.is_grad_enabled() and not is_compiling() and not torch.jit.is_tracing()
+            and not autocast_enabled())
 
 
-def is_compiling() -> bool:
-    """Whether ``torch.compile`` is tracing the code (``torch._dynamo.is_compiling`` before torch 2.3)."""
-    compiler = getattr(torch, 'compiler', None)
-    if compiler is not None and hasattr(compiler, 'is_compiling'):
-        return compiler.is_compiling()
-    return torch._dynamo.is_compiling()
+# Whether torch.compile / torch.export is tracing the code (torch._dynamo's before torch 2.3).
+is_compiling: Callable[[], bool] = getattr(getattr(torch, 'compiler', None), 'is_compiling', None) \
+    or torch._dynamo.is_compiling
 
 
 def is_channels_last(x: Tensor) -> bool:
@@ -239,23 +236,35 @@ def _has_onednn_linear_ops() -> bool:
     return hasattr(torch.ops.mkldnn, '_linear_pointwise') and hasattr(torch.ops.mkldnn, '_reorder_linear_weight')
 
 
-def autocast_enabled() -> bool:
-    """Whether CPU or CUDA autocast is on."""
-    if cpu_autocast_enabled():
-        return True
+def _autocast_takes_a_device() -> bool:
+    """Whether ``torch.is_autocast_enabled`` takes a device type (torch >= 2.4). Older torch (2.1) has
+    none (the call reports CUDA there) but ``is_autocast_cpu_enabled``."""
     try:
-        return torch.is_autocast_enabled('cuda')
-    except TypeError:   # torch 2.1: no device argument; the call reports CUDA
-        return torch.is_autocast_enabled()
+        torch.is_autocast_enabled('cpu')
+    except TypeError:
+        return False
+    return True
+
+
+# Decided once: these run in every inference fast-path check.
+_AUTOCAST_TAKES_A_DEVICE = _autocast_takes_a_device()
+# torch's own any-device check (torch 2.1-2.14 have it; private, hence the fallback): a tenth of the time of
+# asking device by device, and it covers every device type.
+_ANY_AUTOCAST: Callable[[], bool] | None = getattr(torch._C, '_is_any_autocast_enabled', None)
+
+
+def autocast_enabled() -> bool:
+    """Whether autocast is on for any device."""
+    if _ANY_AUTOCAST is not None:
+        return _ANY_AUTOCAST()
+    if _AUTOCAST_TAKES_A_DEVICE:
+        return torch.is_autocast_enabled('cpu') or torch.is_autocast_enabled('cuda')
+    return torch.is_autocast_cpu_enabled() or torch.is_autocast_enabled()
 
 
 def cpu_autocast_enabled() -> bool:
-    """Whether CPU autocast is on. Older torch (2.1) has no device argument to ``is_autocast_enabled``
-    (which reports CUDA there) but ``is_autocast_cpu_enabled``."""
-    try:
-        return torch.is_autocast_enabled('cpu')
-    except TypeError:
-        return torch.is_autocast_cpu_enabled()
+    """Whether CPU autocast is on."""
+    return torch.is_autocast_enabled('cpu') if _AUTOCAST_TAKES_A_DEVICE else torch.is_autocast_cpu_enabled()
 
 
 def attention(query: Tensor, key: Tensor, value: Tensor, dropout_p: float = 0.0) -> Tensor:
