@@ -99,6 +99,10 @@ def test_row_bands_give_the_result_of_one_pass(batch):
     with torch.enable_grad():                             # training / autograd: one pass
         run_in_row_bands(block, x, token, band_bytes=4 * row_bytes)
     assert block.calls == 1
+    block.calls = 0
+    with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16):   # the reference path: one pass
+        run_in_row_bands(block, x, token, band_bytes=4 * row_bytes)
+    assert block.calls == 1
 
 
 def test_output_shapes_and_predictions():

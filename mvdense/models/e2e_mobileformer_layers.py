@@ -40,7 +40,7 @@ from .backbones.mobileformer import (
     MobileToFormer,
     RegularMobile,
 )
-from .layers import FastLinear
+from .layers import FastLinear, fast_inference
 
 __all__ = ['MobileFormerDecoder', 'PositionalMobileToFormer', 'QueryBlock', 'box_prior', 'padding_masks',
            'pixel_anchors', 'pixel_centres']
@@ -124,16 +124,17 @@ def run_in_row_bands(block: nn.Module, x: Tensor, token: Tensor, band_bytes: int
     spatial convs read beyond it) and cropped, so every output row is computed from exactly the rows
     it is in one pass: the result is the same (bit for bit on our CPU; tested).
 
-    Only at inference on channels-last maps (the CPU fast path's layout, where a band of rows is a
-    contiguous slice); while training, tracing (ONNX export, MAdds) or on NCHW maps the block runs once.
+    Only on the inference fast path (:func:`~mvdense.models.layers.fast_inference`) and on channels-last
+    maps (its CPU layout, where a band of rows is a contiguous slice); while training, under autocast,
+    tracing or compiling (ONNX export, MAdds, torch.compile) or on NCHW maps the block runs once.
 
     ``band_bytes``: the widest intermediate map of a band, halo included (default :data:`BAND_BYTES`).
 
     Shape: x [B, C, H, W], token [B, d] -> [B, C', H, W].
     """
     rows, halo = _band_rows(block, x, band_bytes or BAND_BYTES)
-    if rows >= x.shape[2] or block.training or torch.is_grad_enabled() or torch.jit.is_tracing() \
-            or x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
+    if rows >= x.shape[2] or block.training or not fast_inference() or x.is_contiguous() \
+            or not x.is_contiguous(memory_format=torch.channels_last):
         return block(x, token)
     height, bands = x.shape[2], []
     for start in range(0, height, rows):
