@@ -484,14 +484,19 @@ def kernel_benchmark_setup(description: str, repeats: int, what: str) -> int:
     return args.repeats
 
 
-def _set_threads(threads: int) -> None:
-    torch.set_num_threads(threads)
+def _set_up_worker(job: dict) -> None:
+    """The run's threads, and malloc keeping freed memory when asked (``--keep-freed-memory``)."""
+    torch.set_num_threads(job['threads'])
     torch.set_num_interop_threads(1)
+    if job.get('keep_freed_memory'):
+        from .utils.memory import keep_freed_memory
+
+        keep_freed_memory()
 
 
 def run_paired_worker(job: dict) -> dict:
     """Times two (subject, runtime) workloads alternately in one process (latency only)."""
-    _set_threads(job['threads'])
+    _set_up_worker(job)
     input_size = tuple(job['input_size'])
     workloads = [build_workload(Subject(**side['subject']), side['runtime'], input_size, side.get('onnx_path'),
                                 job['threads']) for side in job['pair']]
@@ -505,7 +510,7 @@ def run_worker(job: dict) -> dict:
     if 'pair' in job:
         return run_paired_worker(job)
     threads = job['threads']
-    _set_threads(threads)
+    _set_up_worker(job)
     subject = Subject(**job['subject'])
     input_size = tuple(job['input_size'])
     runtime = job['runtime']
@@ -539,6 +544,7 @@ class Settings:
     warmup: int = 10
     runtimes: tuple[str, ...] = DEFAULT_RUNTIMES
     onnx_dir: str = ''
+    keep_freed_memory: bool = False   # mvdense.utils.memory.keep_freed_memory in every worker
 
 
 def launch_worker(job: dict, settings: Settings) -> dict:
@@ -575,7 +581,7 @@ def benchmark(subjects: list[Subject], settings: Settings, log: Callable[[str], 
         for runtime in runtimes_for(subject, settings):
             job = dict(subject=asdict(subject), runtime=runtime, input_size=list(settings.input_size),
                        threads=settings.threads, repeats=settings.repeats, warmup=settings.warmup,
-                       part_runtime=f'{subject.part}/{runtime}')
+                       keep_freed_memory=settings.keep_freed_memory, part_runtime=f'{subject.part}/{runtime}')
             if runtime == 'onnxruntime':
                 job['onnx_path'] = onnx_file(subject, settings)
                 if not os.path.isfile(job['onnx_path']):
@@ -617,7 +623,8 @@ def benchmark_pairs(pairs: list[tuple[tuple, tuple]], settings: Settings,
                 side['onnx_path'] = onnx_file(subject, settings)
             sides.append(side)
         job = dict(pair=sides, input_size=list(settings.input_size), threads=settings.threads,
-                   repeats=settings.repeats, warmup=settings.warmup, subject=sides[0]['subject'],
+                   repeats=settings.repeats, warmup=settings.warmup, keep_freed_memory=settings.keep_freed_memory,
+                   subject=sides[0]['subject'],
                    part_runtime=f'{first.part}/{first_runtime} vs {second.label} {second_runtime}')
         log(f'  paired: {first.label} {first.part} {first_runtime} vs {second.label} {second_runtime} ...')
         result = launch_worker(job, settings)
@@ -729,9 +736,10 @@ def describe_machine(settings: Settings) -> str:
     import onnxruntime
     import torch
 
+    memory = '; freed memory kept (keep_freed_memory)' if settings.keep_freed_memory else ''
     return (f'{cpu_and_load()}, {settings.threads} thread(s); '
             f'input {settings.input_size[0]}x{settings.input_size[1]}, batch 1, fp32, '
-            f'{settings.warmup} warm-up + {settings.repeats} timed runs; torch {torch.__version__}, '
+            f'{settings.warmup} warm-up + {settings.repeats} timed runs{memory}; torch {torch.__version__}, '
             f'onnxruntime {onnxruntime.__version__}; MAdds: {MADDS_TOOL}')
 
 
@@ -751,6 +759,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--runtimes', nargs='+', choices=RUNTIMES, default=list(DEFAULT_RUNTIMES),
                         help='compiled: torch.compile of the backbone / network (not end to end), by name only')
     parser.add_argument('--no-peers', action='store_true', help='time our models only')
+    parser.add_argument('--keep-freed-memory', action='store_true',
+                        help='every worker (ours and peers) keeps the memory it frees, as tools/test.py and '
+                             'tools/infer.py do (mvdense.utils.memory.keep_freed_memory)')
     parser.add_argument('--paired', action='store_true',
                         help='also time each of our rows alternately with its peer (and eager with deploy / '
                              'onnxruntime) in one process: ratios robust to a machine whose load varies')
@@ -770,7 +781,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for path in args.configs:
         if not os.path.isfile(path):
             raise SystemExit(f'config file not found: {path}')
-    settings = Settings(tuple(args.input_size), args.threads, args.repeats, args.warmup, tuple(args.runtimes))
+    settings = Settings(tuple(args.input_size), args.threads, args.repeats, args.warmup, tuple(args.runtimes),
+                        keep_freed_memory=args.keep_freed_memory)
     subjects, peers = collect_subjects([os.path.abspath(p) for p in args.configs], tuple(args.parts),
                                        not args.no_peers)
     with tempfile.TemporaryDirectory() as scratch:

@@ -80,13 +80,13 @@ def test_every_worker_job_carries_the_run_settings(monkeypatch, tmp_path):
     ours = Subject('config', 'a.py', 'network', DETECTION)
     peer = Subject('torchvision', 'ssdlite320_mobilenet_v3_large', 'network', DETECTION, 'a.py')
     settings = Settings(input_size=(256, 192), threads=2, repeats=3, warmup=1,
-                        runtimes=('eager', 'deploy', 'onnxruntime'), onnx_dir=str(tmp_path))
+                        runtimes=('eager', 'deploy', 'onnxruntime'), onnx_dir=str(tmp_path), keep_freed_memory=True)
     records = benchmark([ours, peer], settings, log=lambda line: None)
     assert [(job['subject']['source'], job['runtime']) for job in jobs] == [
         ('config', 'eager'), ('config', 'deploy'), ('config', 'export'), ('config', 'onnxruntime'),
         ('torchvision', 'eager'), ('torchvision', 'export'), ('torchvision', 'onnxruntime')]
-    assert {(job['input_size'][0], job['input_size'][1], job['threads'], job['repeats'], job['warmup'])
-            for job in jobs} == {(256, 192, 2, 3, 1)}
+    assert {(job['input_size'][0], job['input_size'][1], job['threads'], job['repeats'], job['warmup'],
+             job['keep_freed_memory']) for job in jobs} == {(256, 192, 2, 3, 1, True)}
     assert len(records) == 5 and {job['onnx_path'] for job in jobs if 'onnx_path' in job} == {
         str(tmp_path / 'config-a-network-256x192.onnx'),
         str(tmp_path / 'torchvision-ssdlite320_mobilenet_v3_large-network-256x192.onnx')}

@@ -2,6 +2,7 @@
 
     python tools/benchmark.py CONFIG [CONFIG ...] [--input-size H W] [--repeats N] [--threads T]
         [--parts backbone network end-to-end] [--runtimes eager default deploy onnxruntime compiled] [--no-peers]
+        [--keep-freed-memory]
         [--paired] [--onnx-dir DIR] [--json FILE]
 
 Prints one markdown table (one row per model part and runtime) and the speed-up ratios. Every

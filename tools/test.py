@@ -8,7 +8,8 @@ The checkpoint must fit the config's model exactly: one of another model or conf
 naming both and the first mismatching tensors. Bad data stops with ``bad data: <file>: <problem>``.
 
 The torch model is evaluated prepared for inference (BatchNorm folded into the convolutions,
-channels-last: the same outputs to float rounding, faster); ``--no-prepare`` evaluates it as built.
+channels-last: the same outputs to float rounding, faster); ``--no-prepare`` evaluates it as built. The
+process keeps the memory it frees for reuse (``mvdense.utils.memory.keep_freed_memory``; glibc only).
 ``--backend onnxruntime`` evaluates an exported network (``tools/export_onnx.py``, or int8 from
 ``tools/quantize.py``) with the config's data pipeline, post-processing and metric: what the deployed
 model scores.
@@ -19,6 +20,7 @@ import argparse
 import os
 
 from mvdense.runner import add_common_args, build_runner, errors_as_exit, load_config, process_group_closed
+from mvdense.utils.memory import keep_freed_memory
 
 BACKENDS = ('pytorch', 'onnxruntime')
 
@@ -43,6 +45,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if not os.path.isfile(args.checkpoint):
         raise SystemExit(f'checkpoint not found: {args.checkpoint}')
+    keep_freed_memory()     # this process only evaluates: reuse the maps' memory instead of page-faulting it anew
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
     hooks = list(cfg.get('custom_hooks') or [])
     if args.backend == 'onnxruntime':
