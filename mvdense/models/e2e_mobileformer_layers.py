@@ -110,8 +110,8 @@ class QueryBlock(nn.Module):
 # Bytes of the widest intermediate map one band of rows may hold, halo rows included (see
 # run_in_row_bands): 24 MiB is 24 rows + 2 halo rows of E2E-MF-508M's stride-8 level at 800 x 1333 (1440 x 167
 # floats a row). Of 2-64 MiB, 16-32 MiB were fastest on our CPU for one head sub-block at 512 x 853 and
-# 800 x 1333, with and without mvdense.utils.memory.keep_freed_memory (benchmarks/results.md); larger
-# bands cost more halo-free passes over memory than cache misses.
+# 800 x 1333, with and without mvdense.utils.memory.keep_freed_memory (benchmarks/results.md): smaller
+# bands recompute a larger share of halo rows, larger ones no longer stay in cache.
 BAND_BYTES = 24 * 2**20
 
 
