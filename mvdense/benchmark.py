@@ -64,6 +64,7 @@ from torch import nn
 
 from .apis.inference import DETECTION, SEGMENTATION, init_model, load_config, model_task
 from .utils.complexity import count_madds
+from .utils.memory import keep_freed_memory
 
 PARTS = ('backbone', 'network', 'end-to-end')
 RUNTIMES = ('eager', 'default', 'deploy', 'onnxruntime', 'compiled')
@@ -489,8 +490,6 @@ def _set_up_worker(job: dict) -> None:
     torch.set_num_threads(job['threads'])
     torch.set_num_interop_threads(1)
     if job.get('keep_freed_memory'):
-        from .utils.memory import keep_freed_memory
-
         keep_freed_memory()
 
 

@@ -124,7 +124,8 @@ def run_in_row_bands(block: nn.Module, x: Tensor, token: Tensor, band_bytes: int
     streams it through memory; a band of a few rows stays in cache from one to the next (the sub-block
     ran about 1.6x faster). Each band is computed with ``halo`` extra rows on each side (what the
     spatial convs read beyond it) and cropped, so every output row is computed from exactly the rows
-    it is in one pass: the result is the same (bit for bit on our CPU; tested).
+    it is in one pass: the result is the same to float rounding (oneDNN may sum a band's products in
+    another order; tested).
 
     Only on the inference fast path (:func:`~mvdense.models.layers.fast_inference`) and on channels-last
     maps (its CPU layout, where a band of rows is a contiguous slice); while training, under autocast,

@@ -257,9 +257,8 @@ def autocast_enabled() -> bool:
     """Whether autocast is on for any device."""
     if _ANY_AUTOCAST is not None:
         return _ANY_AUTOCAST()
-    if _AUTOCAST_TAKES_A_DEVICE:
-        return torch.is_autocast_enabled('cpu') or torch.is_autocast_enabled('cuda')
-    return torch.is_autocast_cpu_enabled() or torch.is_autocast_enabled()
+    # Without a device argument (torch < 2.4) is_autocast_enabled reports CUDA.
+    return cpu_autocast_enabled() or torch.is_autocast_enabled(*(('cuda',) if _AUTOCAST_TAKES_A_DEVICE else ()))
 
 
 def cpu_autocast_enabled() -> bool:

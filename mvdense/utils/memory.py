@@ -1,7 +1,7 @@
 """Process-wide memory allocation settings for CPU inference.
 
-A forward pass on CPU allocates and frees maps of megabytes (E2E-MF-508M's head at 512 x 853: 6 MB bands,
-several per block). glibc's malloc serves blocks above a threshold with fresh ``mmap`` pages and hands
+A forward pass on CPU allocates and frees maps of megabytes (E2E-MF-508M's head at 512 x 853: bands of up to
+24 MiB, several per block). glibc's malloc serves blocks above a threshold with fresh ``mmap`` pages and hands
 freed memory at the top of its heap back to the kernel once there is more than a trim threshold of it;
 both thresholds adapt to the sizes seen, and with such allocation patterns memory keeps going back to
 the kernel and coming back as new pages, each page-faulting and zeroed on its first touch. Keeping freed

@@ -177,11 +177,11 @@ def channel_shuffle(x: Tensor, groups: int) -> Tensor:
     if groups == 1:
         return x
     batch, channels, height, width = x.shape
-    if is_channels_last(x) and fast_inference():
-        rows = x.permute(0, 2, 3, 1).reshape(-1, channels)                          # [BHW, C] view
-        order = shuffled_order(channels, groups, x.device)
-        return rows.index_select(1, order).view(batch, height, width, channels).permute(0, 3, 1, 2)
     if is_channels_last(x):
+        if fast_inference():
+            rows = x.permute(0, 2, 3, 1).reshape(-1, channels)                      # [BHW, C] view
+            order = shuffled_order(channels, groups, x.device)
+            return rows.index_select(1, order).view(batch, height, width, channels).permute(0, 3, 1, 2)
         x = x.permute(0, 2, 3, 1).reshape(batch, height, width, groups, channels // groups).transpose(3, 4)
         return x.reshape(batch, height, width, channels).permute(0, 3, 1, 2)
     x = x.view(batch, groups, channels // groups, height, width).transpose(1, 2)
